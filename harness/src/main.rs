@@ -1,0 +1,38 @@
+//! The `rotary` binary: parses the command line and runs the chosen command.
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::Parser;
+use rotary_harness::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.verbose {
+        0 => "warn,rotary_harness=info",
+        1 => "info,rotary_server=debug",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rotary: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(rotary_harness::serve::run(args))?,
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -1,0 +1,557 @@
+//! The client-server API: classification, tracing and fault injection around every request, then
+//! dispatch to the endpoint handlers.
+
+mod account;
+mod misc;
+mod room;
+mod session;
+
+use crate::config::ServerConfig;
+use crate::conn::{ConnHandle, RawAction};
+use crate::core::{Core, lock};
+use crate::endpoint::{Classified, Endpoint, classify};
+use crate::error::{ErrorInfo, MatrixError};
+use crate::fault::{FaultAction, FaultRule, RequestFacts};
+use crate::store::{Authed, Issued};
+use crate::trace::{Completion, Delivery, FiredFault, IssuedLabels, TraceEntry};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a handler needs about its request.
+pub(crate) struct Ctx {
+    pub core: Arc<Core>,
+    pub cfg: Arc<ServerConfig>,
+    pub params: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    parsed: Option<Result<Value, ()>>,
+    token: Result<Option<String>, MatrixError>,
+    pub done: Completion,
+}
+
+impl Ctx {
+    /// The body as a JSON object, with Synapse's errors.
+    pub fn json(&mut self) -> Result<Map<String, Value>, MatrixError> {
+        let parsed = self
+            .parsed
+            .get_or_insert_with(|| serde_json::from_slice::<Value>(&self.body).map_err(|_| ()));
+        match parsed {
+            Err(()) => Err(MatrixError::not_json()),
+            Ok(Value::Object(m)) => Ok(m.clone()),
+            Ok(_) => Err(MatrixError::bad_json("Content must be a JSON object.")),
+        }
+    }
+
+    /// A query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// An integer query parameter, with Synapse's error.
+    pub fn query_int(&self, name: &str) -> Result<Option<i64>, MatrixError> {
+        match self.query(name) {
+            None => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                MatrixError::invalid_param(format!("Query parameter {name:?} must be an integer"))
+            }),
+        }
+    }
+
+    /// A path parameter.
+    pub fn param(&self, i: usize) -> &str {
+        self.params.get(i).map_or("", String::as_str)
+    }
+
+    /// Authenticates the request; notes the user and device for the trace.
+    pub fn auth(&mut self, allow_expired: bool) -> Result<Authed, MatrixError> {
+        let token = self.token.clone()?.ok_or_else(MatrixError::missing_token)?;
+        let now = self.core.clock.now_ms();
+        let authed = lock(&self.core.store)
+            .authenticate(&self.cfg, now, &token, allow_expired)
+            .map_err(|e| crate::error::access_error(&self.cfg, e))?;
+        self.done.user_id = Some(authed.user_id.clone());
+        self.done.device_id = Some(authed.device_id.clone());
+        Ok(authed)
+    }
+
+    /// Notes issued tokens for the trace and builds the common response fields.
+    pub fn issued_body(&mut self, issued: &Issued) -> Map<String, Value> {
+        let now = self.core.clock.now_ms();
+        let expires_in = issued.expires_in_ms(now);
+        self.done.issued = Some(IssuedLabels {
+            access_token: Some(issued.access_label.clone()),
+            refresh_token: issued.refresh_label.clone(),
+            expires_in_ms: expires_in,
+            expires_at_ms: issued.valid_until_ms.map(|v| self.core.to_trace_time(v)),
+        });
+        self.done.user_id = Some(issued.user_id.clone());
+        self.done.device_id = Some(issued.device_id.clone());
+        let mut body = Map::new();
+        body.insert("access_token".into(), json!(issued.access_token));
+        if let Some(rt) = &issued.refresh_token {
+            body.insert("refresh_token".into(), json!(rt));
+        }
+        if let Some(ms) = expires_in {
+            body.insert("expires_in_ms".into(), json!(ms));
+        }
+        body
+    }
+}
+
+/// A 200 JSON response.
+pub(crate) fn ok(body: Value) -> Response {
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+type HandlerResult = Result<Response, MatrixError>;
+
+async fn dispatch(ctx: &mut Ctx, endpoint: Endpoint) -> HandlerResult {
+    match (endpoint, ctx.method.as_str()) {
+        (Endpoint::Versions, _) => misc::versions(ctx),
+        (Endpoint::WellKnown, _) => misc::well_known(ctx),
+        (Endpoint::Login, "GET") => session::login_flows(),
+        (Endpoint::Login, _) => session::login(ctx),
+        (Endpoint::Register, _) => session::register(ctx),
+        (Endpoint::Refresh, _) => session::refresh(ctx),
+        (Endpoint::Logout, _) => session::logout(ctx),
+        (Endpoint::LogoutAll, _) => session::logout_all(ctx),
+        (Endpoint::Whoami, _) => account::whoami(ctx),
+        (Endpoint::Devices, _) => account::devices(ctx),
+        (Endpoint::Device, "GET") => account::get_device(ctx),
+        (Endpoint::Device, "PUT") => account::put_device(ctx),
+        (Endpoint::Device, _) => account::delete_device(ctx),
+        (Endpoint::Sync, _) => room::sync(ctx).await,
+        (Endpoint::CreateRoom, _) => room::create_room(ctx),
+        (Endpoint::Send, _) => room::send(ctx),
+        (Endpoint::Messages, _) => room::messages(ctx),
+        (Endpoint::JoinedRooms, _) => room::joined_rooms(ctx),
+        (Endpoint::Capabilities, _) => misc::capabilities(ctx),
+        (Endpoint::Pushrules, _) => misc::pushrules(ctx),
+        (Endpoint::Filter, "POST") => misc::upload_filter(ctx),
+        (Endpoint::Filter, _) => misc::get_filter(ctx),
+        (Endpoint::Profile, "PUT") => misc::put_profile(ctx),
+        (Endpoint::Profile, _) => misc::get_profile(ctx),
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(&s.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+/// Synapse's `get_access_token_from_request`.
+fn access_token(headers: &HeaderMap, query: &[(String, String)]) -> Result<Option<String>, MatrixError> {
+    let auth: Vec<_> = headers.get_all(header::AUTHORIZATION).iter().collect();
+    let from_query = query
+        .iter()
+        .find(|(k, _)| k == "access_token")
+        .map(|(_, v)| v.clone());
+    if auth.is_empty() {
+        return Ok(from_query);
+    }
+    let missing = |msg: &str| MatrixError::new(401, "M_MISSING_TOKEN", msg);
+    if from_query.is_some() {
+        return Err(missing(
+            "Mixing Authorization headers and access_token query parameters.",
+        ));
+    }
+    if auth.len() > 1 {
+        return Err(missing("Too many Authorization headers."));
+    }
+    let value = auth[0]
+        .to_str()
+        .map_err(|_| missing("Invalid Authorization header."))?;
+    match value.split(' ').collect::<Vec<_>>().as_slice() {
+        ["Bearer", token] => Ok(Some((*token).to_owned())),
+        _ => Err(missing("Invalid Authorization header.")),
+    }
+}
+
+fn path_for_trace(parts: &Parts) -> String {
+    let path = parts.uri.path();
+    match parts.uri.query() {
+        None => path.to_owned(),
+        Some(q) => {
+            let shown: Vec<String> = q
+                .split('&')
+                .map(|p| {
+                    if p.starts_with("access_token=") {
+                        "access_token=<redacted>".to_owned()
+                    } else {
+                        p.to_owned()
+                    }
+                })
+                .collect();
+            format!("{path}?{}", shown.join("&"))
+        }
+    }
+}
+
+/// Fields of a request body worth showing in the trace.
+fn body_flags(endpoint: &str, body: &Value, flags: &mut BTreeMap<String, Value>) {
+    let Value::Object(m) = body else { return };
+    for key in [
+        "refresh_token",
+        "org.matrix.msc2918.refresh_token",
+        "inhibit_login",
+        "device_id",
+    ] {
+        if let Some(v) = m.get(key) {
+            // The refresh token itself is a secret; its label is recorded instead.
+            if endpoint == "refresh" && key == "refresh_token" {
+                continue;
+            }
+            flags.insert(key.to_owned(), v.clone());
+        }
+    }
+    if let Some(t) = m.get("type").and_then(Value::as_str) {
+        flags.insert("type".to_owned(), json!(t));
+    }
+}
+
+/// Marks an entry abandoned when the client goes away before the handler finishes.
+struct FinishGuard {
+    core: Arc<Core>,
+    seq: u64,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for FinishGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.core.trace.finish(
+                self.seq,
+                Completion {
+                    delivery: Some(Delivery::Abandoned),
+                    duration_ms: elapsed_ms(self.started),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+}
+
+fn elapsed_ms(t: Instant) -> i64 {
+    i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX)
+}
+
+const HTML_PAGE: &str = "<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+const DEFAULT_GARBAGE: &[u8] = b"\xde\xad\xbe\xef\x00\xff not an HTTP response \x01\x02\r\n\r\n\xfe";
+
+fn injected_error(action: &FaultAction, rule: &FaultRule) -> Response {
+    match action {
+        FaultAction::Error {
+            status,
+            errcode,
+            error,
+            soft_logout,
+            retry_after_ms,
+        } => {
+            let code = errcode.clone().unwrap_or_else(|| {
+                match status {
+                    429 => "M_LIMIT_EXCEEDED",
+                    401 => "M_UNKNOWN_TOKEN",
+                    403 => "M_FORBIDDEN",
+                    404 => "M_NOT_FOUND",
+                    _ => "M_UNKNOWN",
+                }
+                .to_owned()
+            });
+            let msg = error
+                .clone()
+                .unwrap_or_else(|| format!("Injected fault #{}", rule.id.unwrap_or(0)));
+            let mut e = MatrixError::new(*status, &code, msg);
+            e.soft_logout = *soft_logout;
+            e.retry_after_ms = *retry_after_ms;
+            e.into_response()
+        }
+        FaultAction::Html { status } => {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let label = format!("{} {}", code.as_u16(), code.canonical_reason().unwrap_or(""));
+            (
+                code,
+                [(header::CONTENT_TYPE, "text/html")],
+                HTML_PAGE.replace("{status}", label.trim()),
+            )
+                .into_response()
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Turns a response into the raw bytes of its head and the first half of its body.
+async fn truncated_bytes(resp: Response) -> (Response, Bytes) {
+    let (parts, body) = resp.into_parts();
+    let full = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let mut raw = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (k, v) in &parts.headers {
+        if k != header::CONTENT_LENGTH {
+            raw.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap_or("")));
+        }
+    }
+    raw.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        full.len()
+    ));
+    let mut bytes = raw.into_bytes();
+    bytes.extend_from_slice(&full[..full.len() / 2]);
+    let rebuilt = Response::from_parts(parts, Body::from(full));
+    (rebuilt, Bytes::from(bytes))
+}
+
+/// Serves one client-server API request: classify, read the body, trace, inject, handle.
+pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let conn = parts.extensions.get::<Arc<ConnHandle>>().cloned();
+    let cfg = core.config();
+    let classified = classify(parts.uri.path(), parts.method.as_str(), &cfg);
+    let endpoint_name = classified.name();
+    let query = parse_query(parts.uri.query());
+    let token = access_token(&parts.headers, &query);
+
+    let body = match Limited::new(body, cfg.max_body_bytes).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(MatrixError::too_large(cfg.max_body_bytes))
+        }
+        Err(_) => Err(MatrixError::new(
+            400,
+            "M_UNKNOWN",
+            "Could not read the request body",
+        )),
+    };
+
+    let mut flags = BTreeMap::new();
+    let mut parsed = None;
+    let mut presented_refresh = None;
+    if let Ok(bytes) = &body
+        && !bytes.is_empty()
+        && matches!(endpoint_name, "login" | "register" | "refresh")
+    {
+        let value = serde_json::from_slice::<Value>(bytes).map_err(|_| ());
+        if let Ok(v) = &value {
+            body_flags(endpoint_name, v, &mut flags);
+            if endpoint_name == "refresh" {
+                presented_refresh = v.get("refresh_token").and_then(Value::as_str).map(str::to_owned);
+            }
+        }
+        parsed = Some(value);
+    }
+    if let Classified::Found {
+        endpoint: Endpoint::Send,
+        params,
+    } = &classified
+    {
+        flags.insert("txn_id".into(), json!(params.get(2)));
+    }
+    if endpoint_name == "sync" {
+        for (k, v) in &query {
+            if k == "timeout" || k == "since" {
+                flags.insert(k.clone(), json!(v));
+            }
+        }
+    }
+
+    let now = core.clock.now_ms();
+    let shown_token = token.as_ref().ok().and_then(|t| t.as_deref());
+    let (at_view, rt_view, owner) = {
+        let store = lock(&core.store);
+        let at_view = store.inspect_access(&cfg, now, shown_token);
+        let rt_view = presented_refresh
+            .as_deref()
+            .map(|t| store.inspect_refresh(&cfg, now, t));
+        let owner = shown_token
+            .and_then(|t| store.owner_of(t))
+            .or_else(|| presented_refresh.as_deref().and_then(|t| store.owner_of(t)));
+        (at_view, rt_view, owner)
+    };
+
+    let fired = {
+        let mut faults = lock(&core.faults);
+        if faults.is_empty() {
+            None
+        } else {
+            faults.decide(&RequestFacts {
+                endpoint: endpoint_name,
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                access_label: (at_view.label.starts_with("at#") && at_view.label != "at#?")
+                    .then_some(at_view.label.as_str()),
+                refresh_label: rt_view
+                    .as_ref()
+                    .map(|v| v.label.as_str())
+                    .filter(|l| *l != "rt#?"),
+                user_id: owner.as_ref().map(|(u, _)| u.as_str()),
+            })
+        }
+    };
+
+    let seq = core.trace.begin(TraceEntry {
+        seq: 0,
+        t_ms: core.trace_time(),
+        real_ms: core.clock.real_elapsed_ms(),
+        endpoint: endpoint_name.to_owned(),
+        method: parts.method.to_string(),
+        path: path_for_trace(&parts),
+        status: None,
+        errcode: None,
+        soft_logout: None,
+        access_token: at_view,
+        refresh_token: rt_view,
+        user_id: owner.as_ref().map(|(u, _)| u.clone()),
+        device_id: owner.as_ref().map(|(_, d)| d.clone()),
+        issued: None,
+        fault: fired.as_ref().map(|r| FiredFault {
+            id: r.id.unwrap_or(0),
+            name: r.name.clone(),
+            action: r.action.kind().to_owned(),
+        }),
+        delivery: Delivery::Pending,
+        flags,
+        duration_ms: None,
+    });
+    let mut guard = FinishGuard {
+        core: core.clone(),
+        seq,
+        started,
+        armed: true,
+    };
+
+    let mut ctx = Ctx {
+        core: core.clone(),
+        cfg: cfg.clone(),
+        params: Vec::new(),
+        query,
+        method: parts.method.clone(),
+        headers: parts.headers.clone(),
+        body: Bytes::new(),
+        parsed,
+        token,
+        done: Completion::default(),
+    };
+
+    let handle = async |ctx: &mut Ctx| -> Response {
+        let body = match &body {
+            Ok(b) => b.clone(),
+            Err(e) => return e.clone().into_response(),
+        };
+        ctx.body = body;
+        match &classified {
+            Classified::NotFound => MatrixError::unrecognized().into_response(),
+            Classified::MethodNotAllowed(_) => MatrixError::method_not_allowed().into_response(),
+            Classified::Found { endpoint, params } => {
+                ctx.params = params.clone();
+                dispatch(ctx, *endpoint)
+                    .await
+                    .unwrap_or_else(IntoResponse::into_response)
+            }
+        }
+    };
+
+    let mut delivery = Delivery::Sent;
+    let set_raw = |action: RawAction| match &conn {
+        Some(c) => c.set(action),
+        None => tracing::warn!("connection-level fault without a connection handle"),
+    };
+    let action = fired.as_ref().map(|r| r.action.clone());
+    let response = match action {
+        None => handle(&mut ctx).await,
+        Some(a @ (FaultAction::Error { .. } | FaultAction::Html { .. })) => match &fired {
+            Some(rule) => injected_error(&a, rule),
+            None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+        Some(FaultAction::Delay { duration }) => {
+            tokio::select! {
+                _ = tokio::time::sleep(duration) => handle(&mut ctx).await,
+                _ = core.shutdown.cancelled() => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+            }
+        }
+        Some(FaultAction::Hang) => {
+            core.shutdown.cancelled().await;
+            guard.armed = false;
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        Some(FaultAction::Reset) => {
+            set_raw(RawAction::Reset);
+            delivery = Delivery::Reset;
+            StatusCode::OK.into_response()
+        }
+        Some(FaultAction::EmptyReply) => {
+            set_raw(RawAction::Empty);
+            delivery = Delivery::Empty;
+            StatusCode::OK.into_response()
+        }
+        Some(FaultAction::Garbage { bytes }) => {
+            let raw = bytes.map_or_else(|| Bytes::from_static(DEFAULT_GARBAGE), Bytes::from);
+            set_raw(RawAction::Bytes(raw));
+            delivery = Delivery::Garbage;
+            StatusCode::OK.into_response()
+        }
+        Some(FaultAction::CommitThenDrop) => {
+            let resp = handle(&mut ctx).await;
+            set_raw(RawAction::Empty);
+            delivery = Delivery::Dropped;
+            resp
+        }
+        Some(FaultAction::Truncate) => {
+            let resp = handle(&mut ctx).await;
+            let (resp, raw) = truncated_bytes(resp).await;
+            set_raw(RawAction::Bytes(raw));
+            delivery = Delivery::Truncated;
+            resp
+        }
+    };
+
+    let produced = !matches!(delivery, Delivery::Reset | Delivery::Empty | Delivery::Garbage);
+    let info = response
+        .extensions()
+        .get::<ErrorInfo>()
+        .cloned()
+        .unwrap_or_default();
+    let mut done = std::mem::take(&mut ctx.done);
+    done.status = produced.then(|| response.status().as_u16());
+    done.errcode = info.errcode.filter(|_| produced);
+    done.soft_logout = info.soft_logout.filter(|_| produced);
+    done.delivery = Some(delivery);
+    done.duration_ms = elapsed_ms(started);
+    tracing::debug!(
+        seq,
+        endpoint = endpoint_name,
+        status = done.status,
+        errcode = done.errcode.as_deref(),
+        fault = fired.as_ref().map(|r| r.action.kind()),
+        "request"
+    );
+    core.trace.finish(seq, done);
+    guard.armed = false;
+    response
+}

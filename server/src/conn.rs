@@ -1,0 +1,131 @@
+//! Connection-level faults: an IO wrapper around each accepted socket that a request can tell to
+//! reset the connection, close it without a byte, or write raw bytes instead of the response.
+
+use bytes::Bytes;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// What the connection does instead of writing the response hyper hands it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawAction {
+    /// Close without writing anything.
+    Empty,
+    /// Reset the connection (SO_LINGER 0, then close: the peer sees RST).
+    Reset,
+    /// Write these bytes, then close.
+    Bytes(Bytes),
+}
+
+/// Per-connection handle, put into each request's extensions.
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// The client's address.
+    pub peer: SocketAddr,
+    action: Mutex<Option<RawAction>>,
+}
+
+impl ConnHandle {
+    /// A handle for a connection from `peer`.
+    pub fn new(peer: SocketAddr) -> Self {
+        Self {
+            peer,
+            action: Mutex::new(None),
+        }
+    }
+
+    /// Makes the next response write perform `action` instead.
+    pub fn set(&self, action: RawAction) {
+        *self.action.lock().unwrap_or_else(|p| p.into_inner()) = Some(action);
+    }
+
+    fn take(&self) -> Option<RawAction> {
+        self.action.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// A `TcpStream` that obeys its [`ConnHandle`] when hyper writes.
+#[derive(Debug)]
+pub struct FaultIo {
+    inner: TcpStream,
+    handle: Arc<ConnHandle>,
+    pending: Option<(Bytes, usize)>,
+}
+
+impl FaultIo {
+    /// Wraps an accepted stream.
+    pub fn new(inner: TcpStream, handle: Arc<ConnHandle>) -> Self {
+        Self {
+            inner,
+            handle,
+            pending: None,
+        }
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection closed by an injected fault",
+    )
+}
+
+impl AsyncRead for FaultIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for FaultIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if self.pending.is_none() {
+            match self.handle.take() {
+                None => return Pin::new(&mut self.inner).poll_write(cx, buf),
+                Some(RawAction::Empty) => {
+                    let _ = socket2::SockRef::from(&self.inner).shutdown(std::net::Shutdown::Both);
+                    return Poll::Ready(Err(closed()));
+                }
+                Some(RawAction::Reset) => {
+                    let _ = socket2::SockRef::from(&self.inner).set_linger(Some(std::time::Duration::ZERO));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::ConnectionReset,
+                        "injected reset",
+                    )));
+                }
+                Some(RawAction::Bytes(b)) => self.pending = Some((b, 0)),
+            }
+        }
+        loop {
+            let this = &mut *self;
+            let Some((bytes, pos)) = this.pending.as_mut() else {
+                return Poll::Ready(Err(closed()));
+            };
+            if *pos >= bytes.len() {
+                let _ = socket2::SockRef::from(&this.inner).shutdown(std::net::Shutdown::Both);
+                return Poll::Ready(Err(closed()));
+            }
+            let chunk = bytes.slice(*pos..);
+            match Pin::new(&mut this.inner).poll_write(cx, &chunk) {
+                Poll::Ready(Ok(n)) => *pos += n.max(1),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,354 @@
+//! The control API under `/_rotary/`: config, faults, clock, users, sessions, rooms, trace, reset.
+//! Loopback clients only, unless a control token is set and presented.
+
+use crate::conn::ConnHandle;
+use crate::core::{Core, MintRequest, OpError};
+use crate::duration;
+use crate::error::MatrixError;
+use crate::fault::FaultRule;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who may use the control API.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ControlAccess {
+    /// Only clients on the loopback interface (the default).
+    #[default]
+    LoopbackOnly,
+    /// Loopback clients, and others that send `Authorization: Bearer <token>`.
+    Token(String),
+}
+
+#[derive(Clone)]
+struct ControlState {
+    core: Arc<Core>,
+    access: ControlAccess,
+}
+
+type ApiResult = Result<Response, MatrixError>;
+
+impl From<OpError> for MatrixError {
+    fn from(e: OpError) -> Self {
+        let status = match &e {
+            OpError::UnknownUser(_) | OpError::UnknownSession { .. } => 404,
+            OpError::Refresh(_) | OpError::NoRefreshToken(_) => 409,
+            OpError::Room(crate::rooms::RoomError::NotFound) => 404,
+            _ => 400,
+        };
+        let code = match status {
+            404 => "M_NOT_FOUND",
+            409 => "M_UNKNOWN",
+            _ => "M_INVALID_PARAM",
+        };
+        MatrixError::new(status, code, e.to_string())
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, MatrixError> {
+    let text = if body.is_empty() { &b"{}"[..] } else { &body[..] };
+    serde_json::from_slice(text)
+        .map_err(|e| MatrixError::bad_json(format!("invalid control request body: {e}")))
+}
+
+fn json_ok(v: Value) -> ApiResult {
+    Ok((StatusCode::OK, axum::Json(v)).into_response())
+}
+
+async fn guard(State(st): State<ControlState>, req: Request, next: Next) -> Response {
+    let loopback = req
+        .extensions()
+        .get::<Arc<ConnHandle>>()
+        .is_none_or(|c| c.peer.ip().is_loopback());
+    let token_ok = match &st.access {
+        ControlAccess::LoopbackOnly => false,
+        ControlAccess::Token(t) => req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|given| given == t),
+    };
+    if loopback || token_ok {
+        next.run(req).await
+    } else {
+        MatrixError::forbidden(
+            "the control API answers loopback clients only (start `rotary serve --control-token T` and send `Authorization: Bearer T` to allow others)",
+        )
+        .into_response()
+    }
+}
+
+async fn index() -> ApiResult {
+    json_ok(json!({"routes": [
+        "GET    /_rotary/config",
+        "PATCH  /_rotary/config                     {knob: value, ...} (a profile resets the others first)",
+        "GET    /_rotary/faults",
+        "POST   /_rotary/faults                     a rule, or [rules]",
+        "DELETE /_rotary/faults                     remove every rule",
+        "DELETE /_rotary/faults/{id}",
+        "GET    /_rotary/clock",
+        "POST   /_rotary/clock/advance              {\"by\": \"5m\"}",
+        "GET    /_rotary/users",
+        "POST   /_rotary/users                      {\"user\", \"password\"}",
+        "GET    /_rotary/sessions?user=alice",
+        "POST   /_rotary/sessions                   {\"user\", \"device_id\"?, \"refresh_token\"?: true}",
+        "POST   /_rotary/sessions/{user}/{device}/expire",
+        "POST   /_rotary/sessions/{user}/{device}/revoke",
+        "POST   /_rotary/sessions/{user}/{device}/rotate   {\"use\"?: true}",
+        "POST   /_rotary/rooms                      {\"user\", \"name\"?}",
+        "POST   /_rotary/rooms/{room_id}/join       {\"user\"}",
+        "GET    /_rotary/trace?after=N",
+        "POST   /_rotary/labels                     {\"tokens\": [..]}",
+        "POST   /_rotary/reset",
+    ]}))
+}
+
+async fn get_config(State(st): State<ControlState>) -> ApiResult {
+    json_ok(serde_json::to_value(&*st.core.config()).unwrap_or(Value::Null))
+}
+
+async fn patch_config(State(st): State<ControlState>, body: Bytes) -> ApiResult {
+    let patch: Value = parse(&body)?;
+    let cfg = st.core.patch_config(&patch)?;
+    json_ok(serde_json::to_value(&*cfg).unwrap_or(Value::Null))
+}
+
+async fn list_faults(State(st): State<ControlState>) -> ApiResult {
+    json_ok(json!({"faults": st.core.faults()}))
+}
+
+async fn add_faults(State(st): State<ControlState>, body: Bytes) -> ApiResult {
+    let v: Value = parse(&body)?;
+    let rules: Vec<FaultRule> = match v {
+        Value::Array(_) => parse(&body)?,
+        Value::Object(ref m) if m.contains_key("faults") => {
+            serde_json::from_value(m["faults"].clone()).map_err(|e| MatrixError::bad_json(e.to_string()))?
+        }
+        _ => vec![parse(&body)?],
+    };
+    for rule in &rules {
+        rule.validate(&crate::endpoint::endpoint_names())
+            .map_err(OpError::from)?;
+    }
+    let ids: Result<Vec<u64>, OpError> = rules.into_iter().map(|r| st.core.add_fault(r)).collect();
+    json_ok(json!({"ids": ids?}))
+}
+
+async fn clear_faults(State(st): State<ControlState>) -> ApiResult {
+    st.core.clear_faults();
+    json_ok(json!({}))
+}
+
+async fn remove_fault(State(st): State<ControlState>, Path(id): Path<String>) -> ApiResult {
+    let id: u64 = id
+        .parse()
+        .map_err(|_| MatrixError::invalid_param(format!("fault id {id:?} is not a number")))?;
+    if st.core.remove_fault(id) {
+        json_ok(json!({}))
+    } else {
+        Err(MatrixError::not_found(format!("no fault rule {id}")))
+    }
+}
+
+fn clock_json(core: &Core) -> Value {
+    json!({
+        "now_ms": core.clock.now_ms(),
+        "offset_ms": core.clock.offset().as_millis() as u64,
+        "trace_time_ms": core.trace_time(),
+    })
+}
+
+async fn get_clock(State(st): State<ControlState>) -> ApiResult {
+    json_ok(clock_json(&st.core))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    #[serde(with = "duration::required")]
+    by: Duration,
+}
+
+async fn advance_clock(State(st): State<ControlState>, body: Bytes) -> ApiResult {
+    let a: Advance = parse(&body)?;
+    st.core.advance_clock(a.by);
+    json_ok(clock_json(&st.core))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    user: String,
+    password: String,
+}
+
+async fn list_users(State(st): State<ControlState>) -> ApiResult {
+    json_ok(json!({"users": st.core.users()}))
+}
+
+async fn add_user(State(st): State<ControlState>, body: Bytes) -> ApiResult {
+    let u: NewUser = parse(&body)?;
+    let user_id = st.core.add_user(&u.user, &u.password)?;
+    json_ok(json!({"user_id": user_id}))
+}
+
+#[derive(Deserialize)]
+struct SessionQuery {
+    user: Option<String>,
+}
+
+async fn list_sessions(State(st): State<ControlState>, Query(q): Query<SessionQuery>) -> ApiResult {
+    json_ok(json!({"sessions": st.core.sessions(q.user.as_deref())}))
+}
+
+fn issued_json(core: &Core, i: &crate::store::Issued) -> Value {
+    json!({
+        "user_id": i.user_id,
+        "device_id": i.device_id,
+        "access_token": i.access_token,
+        "access_label": i.access_label,
+        "refresh_token": i.refresh_token,
+        "refresh_label": i.refresh_label,
+        "expires_in_ms": i.expires_in_ms(core.clock.now_ms()),
+    })
+}
+
+async fn mint_session(State(st): State<ControlState>, body: Bytes) -> ApiResult {
+    let req: MintRequest = parse(&body)?;
+    let issued = st.core.mint_session(&req)?;
+    json_ok(issued_json(&st.core, &issued))
+}
+
+async fn expire_session(
+    State(st): State<ControlState>,
+    Path((user, device)): Path<(String, String)>,
+) -> ApiResult {
+    let labels = st.core.expire_session(&user, &device)?;
+    json_ok(json!({"expired": labels}))
+}
+
+async fn revoke_session(
+    State(st): State<ControlState>,
+    Path((user, device)): Path<(String, String)>,
+) -> ApiResult {
+    st.core.revoke_session(&user, &device)?;
+    json_ok(json!({}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rotate {
+    #[serde(default = "yes", rename = "use")]
+    use_new: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn rotate_session(
+    State(st): State<ControlState>,
+    Path((user, device)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let r: Rotate = parse(&body)?;
+    let issued = st.core.rotate_out_of_band(&user, &device, r.use_new)?;
+    json_ok(issued_json(&st.core, &issued))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoom {
+    user: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn create_room(State(st): State<ControlState>, body: Bytes) -> ApiResult {
+    let r: NewRoom = parse(&body)?;
+    let room_id = st.core.create_room(&r.user, r.name.as_deref())?;
+    json_ok(json!({"room_id": room_id}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Join {
+    user: String,
+}
+
+async fn join_room(State(st): State<ControlState>, Path(room): Path<String>, body: Bytes) -> ApiResult {
+    let j: Join = parse(&body)?;
+    st.core.join_room(&room, &j.user)?;
+    json_ok(json!({}))
+}
+
+#[derive(Deserialize)]
+struct TraceQuery {
+    after: Option<u64>,
+}
+
+async fn get_trace(State(st): State<ControlState>, Query(q): Query<TraceQuery>) -> ApiResult {
+    json_ok(json!({"trace": st.core.trace(q.after.unwrap_or(0))}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Labels {
+    tokens: Vec<String>,
+}
+
+async fn labels(State(st): State<ControlState>, body: Bytes) -> ApiResult {
+    let l: Labels = parse(&body)?;
+    let labels: Vec<Option<String>> = l.tokens.iter().map(|t| st.core.label_of(t)).collect();
+    json_ok(json!({"labels": labels}))
+}
+
+async fn reset(State(st): State<ControlState>) -> ApiResult {
+    st.core.reset()?;
+    json_ok(json!({}))
+}
+
+async fn not_found() -> Response {
+    MatrixError::new(
+        404,
+        "M_UNRECOGNIZED",
+        "Unknown control route; GET /_rotary lists them",
+    )
+    .into_response()
+}
+
+/// The `/_rotary` router.
+pub(crate) fn router(core: Arc<Core>, access: ControlAccess) -> Router {
+    let st = ControlState { core, access };
+    Router::new()
+        .route("/", get(index))
+        .route("/config", get(get_config).patch(patch_config).put(patch_config))
+        .route("/faults", get(list_faults).post(add_faults).delete(clear_faults))
+        .route("/faults/{id}", delete(remove_fault))
+        .route("/clock", get(get_clock))
+        .route("/clock/advance", post(advance_clock))
+        .route("/users", get(list_users).post(add_user))
+        .route("/sessions", get(list_sessions).post(mint_session))
+        .route("/sessions/{user}/{device}/expire", post(expire_session))
+        .route("/sessions/{user}/{device}/revoke", post(revoke_session))
+        .route("/sessions/{user}/{device}/rotate", post(rotate_session))
+        .route("/rooms", post(create_room))
+        .route("/rooms/{room}/join", post(join_room))
+        .route("/trace", get(get_trace))
+        .route("/labels", post(labels))
+        .route("/reset", post(reset))
+        .fallback(not_found)
+        .method_not_allowed_fallback(not_found)
+        .layer(middleware::from_fn_with_state(st.clone(), guard))
+        .with_state(st)
+}

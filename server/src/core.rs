@@ -1,0 +1,369 @@
+//! The shared state of one running homeserver and the operations the client API, the control API
+//! and the in-process Rust API all use.
+
+use crate::clock::Clock;
+use crate::config::{RateLimit, ServerConfig};
+use crate::endpoint::endpoint_names;
+use crate::fault::{FaultError, FaultRule, FaultSet, FaultStatus};
+use crate::rooms::Rooms;
+use crate::store::{DeviceInfo, Issued, LoginError, RegisterError, TokenStore};
+use crate::trace::{Trace, TraceEntry};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Why an operation on the server failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpError {
+    /// No such user.
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    /// No such session (device) for that user.
+    #[error("user {user:?} has no session {device_id:?}")]
+    UnknownSession {
+        /// The user.
+        user: String,
+        /// The device.
+        device_id: String,
+    },
+    /// The session has no refresh token to rotate.
+    #[error("session {0:?} has no refresh token (was it minted without one, or is refresh off?)")]
+    NoRefreshToken(String),
+    /// The refresh that an operation performed was refused.
+    #[error("refresh refused: {0}")]
+    Refresh(#[from] crate::store::RefreshError),
+    /// A user could not be created.
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    /// A bad fault rule.
+    #[error(transparent)]
+    Fault(#[from] FaultError),
+    /// A bad config.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A room operation failed.
+    #[error("room: {0}")]
+    Room(#[from] crate::rooms::RoomError),
+}
+
+/// A request to mint a session without a login request (the harness's way in).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MintRequest {
+    /// `alice` or `@alice:localhost`; must exist.
+    pub user: String,
+    /// Device id to use (a new random one when absent).
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// Issue a refresh token too (default true; ignored when refresh is off).
+    #[serde(default = "yes")]
+    pub refresh_token: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl MintRequest {
+    /// Mint a refreshable session for `user`.
+    pub fn for_user(user: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            device_id: None,
+            refresh_token: true,
+        }
+    }
+}
+
+/// A simple token bucket on the server clock.
+#[derive(Debug, Default)]
+pub(crate) struct Bucket {
+    tokens: f64,
+    last_ms: Option<i64>,
+}
+
+impl Bucket {
+    /// Takes one token, or says how many ms until one is available.
+    pub(crate) fn take(&mut self, limit: RateLimit, now_ms: i64) -> Result<(), u64> {
+        let burst = f64::from(limit.burst);
+        let elapsed = self
+            .last_ms
+            .map_or(f64::INFINITY, |l| (now_ms - l).max(0) as f64 / 1000.0);
+        self.tokens = (self.tokens + elapsed * limit.per_second).min(burst);
+        self.last_ms = Some(now_ms);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = ((1.0 - self.tokens) / limit.per_second * 1000.0).ceil();
+            Err(wait.max(1.0) as u64)
+        }
+    }
+}
+
+/// What a server starts with, so that `reset` can go back to it.
+#[derive(Clone, Debug)]
+pub(crate) struct Initial {
+    pub config: ServerConfig,
+    pub users: Vec<(String, String)>,
+    pub faults: Vec<FaultRule>,
+}
+
+/// The state of one homeserver.
+#[derive(Debug)]
+pub(crate) struct Core {
+    config: RwLock<Arc<ServerConfig>>,
+    pub initial: Initial,
+    pub clock: Clock,
+    trace_epoch_ms: std::sync::atomic::AtomicI64,
+    pub store: Mutex<TokenStore>,
+    pub rooms: Mutex<Rooms>,
+    pub events: watch::Sender<u64>,
+    pub faults: Mutex<FaultSet>,
+    pub trace: Trace,
+    pub refresh_bucket: Mutex<Bucket>,
+    pub filters: Mutex<HashMap<String, serde_json::Value>>,
+    pub displaynames: Mutex<HashMap<String, String>>,
+    pub shutdown: CancellationToken,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Core {
+    pub fn new(initial: Initial) -> Result<Arc<Self>, OpError> {
+        initial.config.validate()?;
+        let core = Arc::new(Core {
+            config: RwLock::new(Arc::new(initial.config.clone())),
+            clock: Clock::new(),
+            trace_epoch_ms: std::sync::atomic::AtomicI64::new(0),
+            store: Mutex::new(TokenStore::new(&initial.config.server_name)),
+            rooms: Mutex::new(Rooms::new()),
+            events: watch::channel(0).0,
+            faults: Mutex::new(FaultSet::default()),
+            trace: Trace::default(),
+            refresh_bucket: Mutex::new(Bucket::default()),
+            filters: Mutex::new(HashMap::new()),
+            displaynames: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            initial,
+        });
+        core.load_initial()?;
+        Ok(core)
+    }
+
+    fn load_initial(&self) -> Result<(), OpError> {
+        for (user, password) in &self.initial.users {
+            self.add_user(user, password)?;
+        }
+        for rule in &self.initial.faults {
+            self.add_fault(rule.clone())?;
+        }
+        Ok(())
+    }
+
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.config.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_config(&self, cfg: ServerConfig) -> Result<(), OpError> {
+        cfg.validate()?;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(cfg);
+        Ok(())
+    }
+
+    pub fn patch_config(&self, patch: &serde_json::Value) -> Result<Arc<ServerConfig>, OpError> {
+        let mut guard = self.config.write().unwrap_or_else(|p| p.into_inner());
+        let next = Arc::new(guard.patched(patch)?);
+        *guard = next.clone();
+        Ok(next)
+    }
+
+    /// ms on the trace's time axis (server clock since start or the last reset).
+    pub fn trace_time(&self) -> i64 {
+        self.clock.since_start_ms() - self.trace_epoch_ms.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Converts an absolute expiry (ms since epoch) to the trace's time axis.
+    pub fn to_trace_time(&self, epoch_ms: i64) -> i64 {
+        self.trace_time() + (epoch_ms - self.clock.now_ms())
+    }
+
+    pub fn add_user(&self, user: &str, password: &str) -> Result<String, OpError> {
+        let local = user.trim_start_matches('@').split(':').next().unwrap_or(user);
+        Ok(lock(&self.store).add_user(local, password)?)
+    }
+
+    pub fn mint_session(&self, req: &MintRequest) -> Result<Issued, OpError> {
+        let cfg = self.config();
+        let now = self.clock.now_ms();
+        let mut store = lock(&self.store);
+        let user_id = store.user_id_for(&req.user);
+        store
+            .login(
+                &cfg,
+                now,
+                &user_id,
+                req.device_id.as_deref(),
+                None,
+                req.refresh_token,
+            )
+            .map_err(|LoginError::InvalidCredentials| OpError::UnknownUser(req.user.clone()))
+    }
+
+    fn session_key(&self, user: &str, device_id: &str) -> Result<String, OpError> {
+        let store = lock(&self.store);
+        let user_id = store.user_id_for(user);
+        if !store.has_user(&user_id) {
+            return Err(OpError::UnknownUser(user.to_owned()));
+        }
+        if !store
+            .devices(Some(&user_id))
+            .iter()
+            .any(|d| d.device_id == device_id)
+        {
+            return Err(OpError::UnknownSession {
+                user: user.to_owned(),
+                device_id: device_id.to_owned(),
+            });
+        }
+        Ok(user_id)
+    }
+
+    pub fn expire_session(&self, user: &str, device_id: &str) -> Result<Vec<String>, OpError> {
+        let user_id = self.session_key(user, device_id)?;
+        let now = self.clock.now_ms();
+        Ok(lock(&self.store).expire_access_tokens(&user_id, device_id, now))
+    }
+
+    pub fn revoke_session(&self, user: &str, device_id: &str) -> Result<(), OpError> {
+        let user_id = self.session_key(user, device_id)?;
+        lock(&self.store).delete_device(&user_id, device_id);
+        Ok(())
+    }
+
+    /// Refreshes a session's newest refresh token as another process of the same device would,
+    /// and (when `use_new`) uses the new access token once, which invalidates the old refresh
+    /// token under the grace policies.
+    pub fn rotate_out_of_band(&self, user: &str, device_id: &str, use_new: bool) -> Result<Issued, OpError> {
+        let user_id = self.session_key(user, device_id)?;
+        let cfg = self.config();
+        let now = self.clock.now_ms();
+        let mut store = lock(&self.store);
+        let token = store
+            .current_refresh_token(&user_id, device_id)
+            .ok_or_else(|| OpError::NoRefreshToken(device_id.to_owned()))?;
+        let issued = store.refresh(&cfg, now, &token)?;
+        if use_new {
+            let _ = store.authenticate(&cfg, now, &issued.access_token, true);
+        }
+        Ok(issued)
+    }
+
+    pub fn sessions(&self, user: Option<&str>) -> Vec<DeviceInfo> {
+        let store = lock(&self.store);
+        let user_id = user.map(|u| store.user_id_for(u));
+        store.devices(user_id.as_deref())
+    }
+
+    pub fn users(&self) -> Vec<String> {
+        lock(&self.store).user_ids()
+    }
+
+    pub fn label_of(&self, token: &str) -> Option<String> {
+        lock(&self.store).label_of(token)
+    }
+
+    pub fn create_room(&self, user: &str, name: Option<&str>) -> Result<String, OpError> {
+        let user_id = {
+            let store = lock(&self.store);
+            let id = store.user_id_for(user);
+            if !store.has_user(&id) {
+                return Err(OpError::UnknownUser(user.to_owned()));
+            }
+            id
+        };
+        let now = self.clock.now_ms();
+        let room = lock(&self.rooms).create_room(&user_id, name, now);
+        self.notify_events();
+        Ok(room)
+    }
+
+    pub fn join_room(&self, room_id: &str, user: &str) -> Result<(), OpError> {
+        let user_id = lock(&self.store).user_id_for(user);
+        let now = self.clock.now_ms();
+        lock(&self.rooms).join(room_id, &user_id, now)?;
+        self.notify_events();
+        Ok(())
+    }
+
+    pub fn notify_events(&self) {
+        let pos = lock(&self.rooms).position();
+        self.events.send_replace(pos);
+    }
+
+    pub fn add_fault(&self, rule: FaultRule) -> Result<u64, OpError> {
+        rule.validate(&endpoint_names())?;
+        Ok(lock(&self.faults).add(rule))
+    }
+
+    pub fn remove_fault(&self, id: u64) -> bool {
+        lock(&self.faults).remove(id)
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    pub fn faults(&self) -> Vec<FaultStatus> {
+        lock(&self.faults).list()
+    }
+
+    pub fn advance_clock(&self, by: Duration) -> i64 {
+        self.clock.advance(by)
+    }
+
+    pub fn trace(&self, after: u64) -> Vec<TraceEntry> {
+        self.trace.snapshot(after)
+    }
+
+    /// Back to how the server started: config, users, faults; no sessions, rooms or trace; the
+    /// clock offset back to zero.
+    pub fn reset(&self) -> Result<(), OpError> {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(self.initial.config.clone());
+        *lock(&self.store) = TokenStore::new(&self.initial.config.server_name);
+        *lock(&self.rooms) = Rooms::new();
+        lock(&self.faults).clear();
+        lock(&self.filters).clear();
+        lock(&self.displaynames).clear();
+        *lock(&self.refresh_bucket) = Bucket::default();
+        self.trace.clear();
+        self.clock.reset();
+        self.trace_epoch_ms
+            .store(self.clock.since_start_ms(), std::sync::atomic::Ordering::Relaxed);
+        self.events.send_replace(0);
+        self.load_initial()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_refills() {
+        let mut b = Bucket::default();
+        let rl = RateLimit {
+            per_second: 2.0,
+            burst: 2,
+        };
+        assert!(b.take(rl, 0).is_ok());
+        assert!(b.take(rl, 0).is_ok());
+        assert_eq!(b.take(rl, 0), Err(500));
+        assert!(b.take(rl, 500).is_ok());
+    }
+}

@@ -1,0 +1,454 @@
+//! The client-server endpoint catalogue: names, URL prefixes and methods, and path classification.
+
+use crate::config::ServerConfig;
+use percent_encoding::percent_decode_str;
+
+/// A client-server API endpoint the mock homeserver knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `GET /_matrix/client/versions`
+    Versions,
+    /// `GET /.well-known/matrix/client`
+    WellKnown,
+    /// `GET`/`POST /login`
+    Login,
+    /// `POST /register`
+    Register,
+    /// `POST /refresh`
+    Refresh,
+    /// `POST /logout`
+    Logout,
+    /// `POST /logout/all`
+    LogoutAll,
+    /// `GET /account/whoami`
+    Whoami,
+    /// `GET /sync`
+    Sync,
+    /// `POST /createRoom`
+    CreateRoom,
+    /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}` (and `POST` without a txnId)
+    Send,
+    /// `GET /rooms/{roomId}/messages`
+    Messages,
+    /// `GET /joined_rooms`
+    JoinedRooms,
+    /// `GET /devices`
+    Devices,
+    /// `GET`/`PUT`/`DELETE /devices/{deviceId}`
+    Device,
+    /// `GET /capabilities`
+    Capabilities,
+    /// `GET /pushrules/…`
+    Pushrules,
+    /// `POST /user/{userId}/filter`, `GET /user/{userId}/filter/{filterId}`
+    Filter,
+    /// `GET /profile/{userId}` and its fields
+    Profile,
+}
+
+impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 19] = [
+        Endpoint::Versions,
+        Endpoint::WellKnown,
+        Endpoint::Login,
+        Endpoint::Register,
+        Endpoint::Refresh,
+        Endpoint::Logout,
+        Endpoint::LogoutAll,
+        Endpoint::Whoami,
+        Endpoint::Sync,
+        Endpoint::CreateRoom,
+        Endpoint::Send,
+        Endpoint::Messages,
+        Endpoint::JoinedRooms,
+        Endpoint::Devices,
+        Endpoint::Device,
+        Endpoint::Capabilities,
+        Endpoint::Pushrules,
+        Endpoint::Filter,
+        Endpoint::Profile,
+    ];
+
+    /// The name used in traces and fault rules.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Versions => "versions",
+            Endpoint::WellKnown => "well_known",
+            Endpoint::Login => "login",
+            Endpoint::Register => "register",
+            Endpoint::Refresh => "refresh",
+            Endpoint::Logout => "logout",
+            Endpoint::LogoutAll => "logout_all",
+            Endpoint::Whoami => "whoami",
+            Endpoint::Sync => "sync",
+            Endpoint::CreateRoom => "create_room",
+            Endpoint::Send => "send",
+            Endpoint::Messages => "messages",
+            Endpoint::JoinedRooms => "joined_rooms",
+            Endpoint::Devices => "devices",
+            Endpoint::Device => "device",
+            Endpoint::Capabilities => "capabilities",
+            Endpoint::Pushrules => "pushrules",
+            Endpoint::Filter => "filter",
+            Endpoint::Profile => "profile",
+        }
+    }
+}
+
+/// Every name a fault rule's `endpoint` may use: the endpoints plus `unknown` (unrecognised paths).
+pub fn endpoint_names() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
+    v.push("unknown");
+    v
+}
+
+const R0_V3_UNSTABLE: &[&str] = &[
+    "/_matrix/client/r0",
+    "/_matrix/client/v3",
+    "/_matrix/client/unstable",
+];
+const WITH_API_V1: &[&str] = &[
+    "/_matrix/client/r0",
+    "/_matrix/client/v3",
+    "/_matrix/client/unstable",
+    "/_matrix/client/api/v1",
+];
+
+struct Route {
+    endpoint: Endpoint,
+    prefixes: &'static [&'static str],
+    /// Segments after the prefix; `{}` is a parameter, `{*}` the rest of the path.
+    pattern: &'static [&'static str],
+    methods: &'static [&'static str],
+}
+
+const ROUTES: &[Route] = &[
+    Route {
+        endpoint: Endpoint::Login,
+        prefixes: WITH_API_V1,
+        pattern: &["login"],
+        methods: &["GET", "POST"],
+    },
+    Route {
+        endpoint: Endpoint::Register,
+        prefixes: R0_V3_UNSTABLE,
+        pattern: &["register"],
+        methods: &["POST"],
+    },
+    Route {
+        endpoint: Endpoint::Logout,
+        prefixes: WITH_API_V1,
+        pattern: &["logout"],
+        methods: &["POST"],
+    },
+    Route {
+        endpoint: Endpoint::LogoutAll,
+        prefixes: WITH_API_V1,
+        pattern: &["logout", "all"],
+        methods: &["POST"],
+    },
+    Route {
+        endpoint: Endpoint::Whoami,
+        prefixes: R0_V3_UNSTABLE,
+        pattern: &["account", "whoami"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::Sync,
+        prefixes: R0_V3_UNSTABLE,
+        pattern: &["sync"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::CreateRoom,
+        prefixes: WITH_API_V1,
+        pattern: &["createRoom"],
+        methods: &["POST"],
+    },
+    Route {
+        endpoint: Endpoint::Send,
+        prefixes: WITH_API_V1,
+        pattern: &["rooms", "{}", "send", "{}", "{}"],
+        methods: &["PUT"],
+    },
+    Route {
+        endpoint: Endpoint::Send,
+        prefixes: WITH_API_V1,
+        pattern: &["rooms", "{}", "send", "{}"],
+        methods: &["POST"],
+    },
+    Route {
+        endpoint: Endpoint::Messages,
+        prefixes: WITH_API_V1,
+        pattern: &["rooms", "{}", "messages"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::JoinedRooms,
+        prefixes: R0_V3_UNSTABLE,
+        pattern: &["joined_rooms"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::Devices,
+        prefixes: R0_V3_UNSTABLE,
+        pattern: &["devices"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::Device,
+        prefixes: R0_V3_UNSTABLE,
+        pattern: &["devices", "{}"],
+        methods: &["GET", "PUT", "DELETE"],
+    },
+    Route {
+        endpoint: Endpoint::Capabilities,
+        prefixes: R0_V3_UNSTABLE,
+        pattern: &["capabilities"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::Pushrules,
+        prefixes: WITH_API_V1,
+        pattern: &["pushrules", "{*}"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::Filter,
+        prefixes: WITH_API_V1,
+        pattern: &["user", "{}", "filter"],
+        methods: &["POST"],
+    },
+    Route {
+        endpoint: Endpoint::Filter,
+        prefixes: WITH_API_V1,
+        pattern: &["user", "{}", "filter", "{}"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::Profile,
+        prefixes: WITH_API_V1,
+        pattern: &["profile", "{}"],
+        methods: &["GET"],
+    },
+    Route {
+        endpoint: Endpoint::Profile,
+        prefixes: WITH_API_V1,
+        pattern: &["profile", "{}", "{}"],
+        methods: &["GET", "PUT"],
+    },
+];
+
+/// Where a request path leads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Classified {
+    /// A known endpoint served with this method; `params` are the decoded path parameters.
+    Found {
+        /// The endpoint.
+        endpoint: Endpoint,
+        /// Decoded path parameters, in order.
+        params: Vec<String>,
+    },
+    /// A known endpoint that does not take this method (405 `M_UNRECOGNIZED`).
+    MethodNotAllowed(Endpoint),
+    /// No such endpoint (404 `M_UNRECOGNIZED`).
+    NotFound,
+}
+
+impl Classified {
+    /// The endpoint name for traces and fault rules.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Classified::Found { endpoint, .. } | Classified::MethodNotAllowed(endpoint) => endpoint.name(),
+            Classified::NotFound => "unknown",
+        }
+    }
+}
+
+fn match_pattern(pattern: &[&str], rest: &str) -> Option<Vec<String>> {
+    let rest = rest.strip_prefix('/')?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let mut params = Vec::new();
+    for (i, p) in pattern.iter().enumerate() {
+        match *p {
+            "{*}" => {
+                params.push(segments.get(i..).map(|s| s.join("/")).unwrap_or_default());
+                return Some(params);
+            }
+            "{}" => params.push(
+                percent_decode_str(segments.get(i)?)
+                    .decode_utf8_lossy()
+                    .into_owned(),
+            ),
+            lit => {
+                if segments.get(i) != Some(&lit) {
+                    return None;
+                }
+            }
+        }
+    }
+    (segments.len() == pattern.len()).then_some(params)
+}
+
+/// Classifies a request path under the current knobs (which decide where `/refresh` is served).
+///
+/// ```
+/// use rotary_server::{classify, Classified, Endpoint, ServerConfig};
+/// let cfg = ServerConfig::default();
+/// assert!(matches!(classify("/_matrix/client/v3/refresh", "POST", &cfg), Classified::Found { endpoint: Endpoint::Refresh, .. }));
+/// assert_eq!(classify("/_matrix/client/v3/refresh", "GET", &cfg), Classified::MethodNotAllowed(Endpoint::Refresh));
+/// assert_eq!(classify("/_matrix/client/v1/refresh", "POST", &cfg), Classified::NotFound);
+/// ```
+pub fn classify(path: &str, method: &str, cfg: &ServerConfig) -> Classified {
+    if path == "/_matrix/client/versions" {
+        return found_or_405(Endpoint::Versions, Vec::new(), method, &["GET"]);
+    }
+    if path == "/.well-known/matrix/client" {
+        return found_or_405(Endpoint::WellKnown, Vec::new(), method, &["GET"]);
+    }
+    if cfg.refresh_enabled() {
+        let mut refresh_paths = vec![
+            "/_matrix/client/r0/refresh",
+            "/_matrix/client/v3/refresh",
+            "/_matrix/client/unstable/refresh",
+        ];
+        if cfg.serve_v1_refresh {
+            refresh_paths.push("/_matrix/client/v1/refresh");
+        }
+        if cfg.serve_unstable_refresh {
+            refresh_paths.push("/_matrix/client/unstable/org.matrix.msc2918/refresh");
+        }
+        if refresh_paths.contains(&path) {
+            return found_or_405(Endpoint::Refresh, Vec::new(), method, &["POST"]);
+        }
+    }
+    for route in ROUTES {
+        for prefix in route.prefixes {
+            let Some(rest) = path.strip_prefix(prefix) else {
+                continue;
+            };
+            if let Some(params) = match_pattern(route.pattern, rest) {
+                if route.methods.contains(&method) {
+                    return Classified::Found {
+                        endpoint: route.endpoint,
+                        params,
+                    };
+                }
+                // Another route with the same path shape may take this method.
+                let other = ROUTES.iter().any(|r| {
+                    r.endpoint == route.endpoint
+                        && r.methods.contains(&method)
+                        && r.prefixes.contains(prefix)
+                        && match_pattern(r.pattern, rest).is_some()
+                });
+                if !other {
+                    return Classified::MethodNotAllowed(route.endpoint);
+                }
+            }
+        }
+    }
+    Classified::NotFound
+}
+
+fn found_or_405(endpoint: Endpoint, params: Vec<String>, method: &str, methods: &[&str]) -> Classified {
+    if methods.contains(&method) {
+        Classified::Found { endpoint, params }
+    } else {
+        Classified::MethodNotAllowed(endpoint)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Profile;
+
+    #[test]
+    fn classifies_prefixes_params_and_methods() {
+        let cfg = ServerConfig::default();
+        assert_eq!(
+            classify(
+                "/_matrix/client/v3/rooms/%21abc%3Alocalhost/send/m.room.message/t1",
+                "PUT",
+                &cfg
+            ),
+            Classified::Found {
+                endpoint: Endpoint::Send,
+                params: vec!["!abc:localhost".into(), "m.room.message".into(), "t1".into()]
+            }
+        );
+        assert!(matches!(
+            classify("/_matrix/client/r0/login", "GET", &cfg),
+            Classified::Found {
+                endpoint: Endpoint::Login,
+                ..
+            }
+        ));
+        assert_eq!(
+            classify("/_matrix/client/v3/login", "DELETE", &cfg),
+            Classified::MethodNotAllowed(Endpoint::Login)
+        );
+        assert_eq!(
+            classify("/_matrix/client/v3/nope", "GET", &cfg),
+            Classified::NotFound
+        );
+        assert_eq!(
+            classify("/_matrix/client/v3/logout/all/x", "POST", &cfg),
+            Classified::NotFound
+        );
+        assert!(matches!(
+            classify("/_matrix/client/v3/user/%40a%3Ab/filter/0", "GET", &cfg),
+            Classified::Found {
+                endpoint: Endpoint::Filter,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify("/_matrix/client/v3/user/%40a%3Ab/filter", "POST", &cfg),
+            Classified::Found {
+                endpoint: Endpoint::Filter,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify("/_matrix/client/v3/pushrules/", "GET", &cfg),
+            Classified::Found {
+                endpoint: Endpoint::Pushrules,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn refresh_paths_follow_the_knobs() {
+        let mut cfg = ServerConfig::default();
+        assert_eq!(
+            classify(
+                "/_matrix/client/unstable/org.matrix.msc2918/refresh",
+                "POST",
+                &cfg
+            ),
+            Classified::NotFound
+        );
+        cfg.serve_v1_refresh = true;
+        cfg.serve_unstable_refresh = true;
+        assert!(matches!(
+            classify("/_matrix/client/v1/refresh", "POST", &cfg),
+            Classified::Found { .. }
+        ));
+        assert!(matches!(
+            classify(
+                "/_matrix/client/unstable/org.matrix.msc2918/refresh",
+                "POST",
+                &cfg
+            ),
+            Classified::Found { .. }
+        ));
+        let off = ServerConfig::for_profile(Profile::NoRefresh);
+        assert_eq!(
+            classify("/_matrix/client/v3/refresh", "POST", &off),
+            Classified::NotFound
+        );
+    }
+}

@@ -1,0 +1,46 @@
+//! Rotary's mock Matrix homeserver: Synapse-faithful refresh tokens, behaviour profiles, fault
+//! injection, a control API and a request trace — as a library that starts in-process.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let server = rotary_server::MockHomeserver::builder().start().await.unwrap();
+//! let session = server.mint_session("alice").unwrap();
+//! assert_eq!(session.user_id, "@alice:localhost");
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod api;
+mod clock;
+mod config;
+mod conn;
+mod control;
+mod core;
+mod duration;
+mod endpoint;
+mod error;
+mod fault;
+mod rooms;
+mod server;
+mod store;
+mod token;
+mod trace;
+
+pub use clock::Clock;
+pub use config::{ConfigError, Dialect, Profile, RateLimit, ReusePolicy, ServerConfig, UnknownProfile};
+pub use control::ControlAccess;
+pub use core::{MintRequest, OpError};
+pub use duration::{DurationError, format_duration, parse_duration, parse_optional_duration};
+pub use endpoint::{Classified, Endpoint, classify, endpoint_names};
+pub use error::{ErrorInfo, MatrixError, access_error, refresh_error};
+pub use fault::{
+    FaultAction, FaultError, FaultRule, FaultSet, FaultStatus, RequestFacts, faults_from_toml, glob_match,
+};
+pub use rooms::{Event, RoomError, Rooms};
+pub use server::{MockHomeserver, MockHomeserverBuilder, StartError};
+pub use store::{
+    AccessError, AccessState, Authed, DeviceInfo, Issued, LoginError, RefreshError, RefreshState,
+    RegisterError, TokenStore, TokenView, access_label, refresh_label, validate_localpart,
+};
+pub use token::{TokenKind, check_token_shape, generate_token};
+pub use trace::{Completion, Delivery, FiredFault, IssuedLabels, Trace, TraceEntry};

@@ -1,0 +1,386 @@
+//! `MockHomeserver`: builder, the accept loop (hyper under axum, with fault-aware sockets), and the
+//! in-process API that tests and the harness use.
+
+use crate::config::{Profile, ReusePolicy, ServerConfig};
+use crate::conn::{ConnHandle, FaultIo};
+use crate::control::{self, ControlAccess};
+use crate::core::{Core, Initial, MintRequest, OpError};
+use crate::fault::{FaultRule, FaultStatus};
+use crate::store::{DeviceInfo, Issued};
+use crate::trace::TraceEntry;
+use axum::Router;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tower_http::cors::CorsLayer;
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The config, a user or a fault rule is invalid.
+    #[error(transparent)]
+    Setup(#[from] OpError),
+}
+
+/// Configures a [`MockHomeserver`]. Start from a profile; every knob can then be set alone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use rotary_server::{MockHomeserver, Profile, FaultRule, FaultAction};
+/// use std::time::Duration;
+///
+/// let server = MockHomeserver::builder()
+///     .profile(Profile::Synapse)
+///     .refreshable_access_token_lifetime(Duration::from_secs(60))
+///     .fault(FaultRule::on("refresh", FaultAction::CommitThenDrop).nth(1))
+///     .start()
+///     .await
+///     .unwrap();
+/// assert!(server.url().starts_with("http://127.0.0.1:"));
+/// let session = server.mint_session("alice").unwrap();
+/// assert!(session.refresh_token.is_some());
+/// server.advance_clock(Duration::from_secs(61));
+/// assert!(server.trace().is_empty());
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct MockHomeserverBuilder {
+    config: ServerConfig,
+    users: Vec<(String, String)>,
+    faults: Vec<FaultRule>,
+    bind: SocketAddr,
+    control: ControlAccess,
+}
+
+impl Default for MockHomeserverBuilder {
+    fn default() -> Self {
+        Self {
+            config: ServerConfig::default(),
+            users: vec![("alice".to_owned(), "wonderland".to_owned())],
+            faults: Vec::new(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            control: ControlAccess::LoopbackOnly,
+        }
+    }
+}
+
+impl MockHomeserverBuilder {
+    /// Resets every knob to this profile's values (the server name is kept).
+    pub fn profile(mut self, profile: Profile) -> Self {
+        let name = std::mem::take(&mut self.config.server_name);
+        self.config = ServerConfig {
+            server_name: name,
+            ..ServerConfig::for_profile(profile)
+        };
+        self
+    }
+
+    /// Replaces the whole config.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Changes knobs with a closure.
+    pub fn configure(mut self, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Lifetime of refreshable access tokens; `None` turns refresh off.
+    pub fn refreshable_access_token_lifetime(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.config.refreshable_access_token_lifetime = d.into();
+        self
+    }
+
+    /// Lifetime of refresh tokens.
+    pub fn refresh_token_lifetime(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.config.refresh_token_lifetime = d.into();
+        self
+    }
+
+    /// Lifetime of access tokens issued without a refresh token.
+    pub fn nonrefreshable_access_token_lifetime(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.config.nonrefreshable_access_token_lifetime = d.into();
+        self
+    }
+
+    /// Cap on the whole session.
+    pub fn session_lifetime(mut self, d: impl Into<Option<Duration>>) -> Self {
+        self.config.session_lifetime = d.into();
+        self
+    }
+
+    /// Whether `/refresh` issues a new refresh token.
+    pub fn rotate_refresh_tokens(mut self, on: bool) -> Self {
+        self.config.rotate_refresh_tokens = on;
+        self
+    }
+
+    /// What a reused refresh token gets.
+    pub fn reuse_policy(mut self, policy: ReusePolicy) -> Self {
+        self.config.reuse_policy = policy;
+        self
+    }
+
+    /// Adds a user (besides the default `alice` / `wonderland`).
+    pub fn user(mut self, user: &str, password: &str) -> Self {
+        self.users.push((user.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// Starts without the default user `alice`.
+    pub fn no_default_user(mut self) -> Self {
+        self.users.retain(|(u, _)| u != "alice");
+        self
+    }
+
+    /// Adds a fault rule that is active from the start (and again after a reset).
+    pub fn fault(mut self, rule: FaultRule) -> Self {
+        self.faults.push(rule);
+        self
+    }
+
+    /// The address to listen on (default `127.0.0.1:0`, an ephemeral port).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Who may use the control API.
+    pub fn control_access(mut self, access: ControlAccess) -> Self {
+        self.control = access;
+        self
+    }
+
+    /// The knobs the server would start with.
+    pub fn start_config(&self) -> ServerConfig {
+        self.config.clone()
+    }
+
+    /// Binds and starts serving in the background.
+    pub async fn start(self) -> Result<MockHomeserver, StartError> {
+        let core = Core::new(Initial {
+            config: self.config,
+            users: self.users,
+            faults: self.faults,
+        })?;
+        let listener = TcpListener::bind(self.bind)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: self.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: self.bind,
+            source,
+        })?;
+        let app = app(core.clone(), self.control);
+        tokio::spawn(accept_loop(listener, app, core.clone()));
+        tracing::debug!(%addr, "mock homeserver listening");
+        Ok(MockHomeserver { core, addr })
+    }
+}
+
+fn app(core: Arc<Core>, control: ControlAccess) -> Router {
+    let client_core = core.clone();
+    Router::new()
+        .nest("/_rotary", control::router(core, control))
+        .fallback(move |req: axum::extract::Request| crate::api::serve(client_core.clone(), req))
+        .layer(CorsLayer::permissive())
+}
+
+async fn accept_loop(listener: TcpListener, app: Router, core: Arc<Core>) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = core.shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handle = Arc::new(ConnHandle::new(peer));
+        let io = TokioIo::new(FaultIo::new(stream, handle.clone()));
+        let app = app.clone();
+        let shutdown = core.shutdown.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(handle.clone());
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(io, service);
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
+                        tracing::trace!(error = %e, "connection ended");
+                    }
+                }
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// A running mock homeserver. It stops when dropped.
+#[derive(Debug)]
+pub struct MockHomeserver {
+    core: Arc<Core>,
+    addr: SocketAddr,
+}
+
+impl Drop for MockHomeserver {
+    fn drop(&mut self) {
+        self.core.shutdown.cancel();
+    }
+}
+
+impl MockHomeserver {
+    /// A builder with the `synapse` profile and the user `alice` / `wonderland`.
+    pub fn builder() -> MockHomeserverBuilder {
+        MockHomeserverBuilder::default()
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn trace(&self) -> Vec<TraceEntry> {
+        self.core.trace(0)
+    }
+
+    /// Requests after `seq`.
+    pub fn trace_after(&self, seq: u64) -> Vec<TraceEntry> {
+        self.core.trace(seq)
+    }
+
+    /// Moves the server clock forward.
+    pub fn advance_clock(&self, by: Duration) {
+        self.core.advance_clock(by);
+    }
+
+    /// The server clock, ms since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.core.clock.now_ms()
+    }
+
+    /// Creates a user; returns the full user id.
+    pub fn add_user(&self, user: &str, password: &str) -> Result<String, OpError> {
+        self.core.add_user(user, password)
+    }
+
+    /// Mints a refreshable session for an existing user, as a login would.
+    pub fn mint_session(&self, user: &str) -> Result<Issued, OpError> {
+        self.core.mint_session(&MintRequest::for_user(user))
+    }
+
+    /// Mints a session with full control over device and refresh.
+    pub fn mint_session_with(&self, req: &MintRequest) -> Result<Issued, OpError> {
+        self.core.mint_session(req)
+    }
+
+    /// Expires every access token of a session now. Returns their labels.
+    pub fn expire_session(&self, user: &str, device_id: &str) -> Result<Vec<String>, OpError> {
+        self.core.expire_session(user, device_id)
+    }
+
+    /// Deletes a session (device) and its tokens.
+    pub fn revoke_session(&self, user: &str, device_id: &str) -> Result<(), OpError> {
+        self.core.revoke_session(user, device_id)
+    }
+
+    /// Refreshes a session's newest refresh token as another process of the same device would;
+    /// with `use_new`, the new access token is used once too.
+    pub fn rotate_out_of_band(&self, user: &str, device_id: &str, use_new: bool) -> Result<Issued, OpError> {
+        self.core.rotate_out_of_band(user, device_id, use_new)
+    }
+
+    /// Sessions (devices) with their live token labels.
+    pub fn sessions(&self, user: Option<&str>) -> Vec<DeviceInfo> {
+        self.core.sessions(user)
+    }
+
+    /// Creates a room joined by `user`. Returns its id.
+    pub fn create_room(&self, user: &str, name: Option<&str>) -> Result<String, OpError> {
+        self.core.create_room(user, name)
+    }
+
+    /// How many events of `event_type` a room holds (to check exactly-once delivery).
+    pub fn count_events(&self, room_id: &str, event_type: &str) -> usize {
+        crate::core::lock(&self.core.rooms)
+            .events_of_type(room_id, event_type)
+            .len()
+    }
+
+    /// Adds a fault rule; returns its id.
+    pub fn add_fault(&self, rule: FaultRule) -> Result<u64, OpError> {
+        self.core.add_fault(rule)
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        self.core.clear_faults();
+    }
+
+    /// The fault rules with their counters.
+    pub fn faults(&self) -> Vec<FaultStatus> {
+        self.core.faults()
+    }
+
+    /// The current knobs.
+    pub fn config(&self) -> ServerConfig {
+        (*self.core.config()).clone()
+    }
+
+    /// Replaces the knobs.
+    pub fn set_config(&self, cfg: ServerConfig) -> Result<(), OpError> {
+        self.core.set_config(cfg)
+    }
+
+    /// The label (`at#3`) of a token the server issued.
+    pub fn label_of(&self, token: &str) -> Option<String> {
+        self.core.label_of(token)
+    }
+
+    /// How many access and refresh tokens are still stored (as Synapse's tables would count).
+    pub fn live_token_counts(&self) -> (usize, usize) {
+        crate::core::lock(&self.core.store).live_token_counts()
+    }
+
+    /// Back to the state the server started in.
+    pub fn reset(&self) -> Result<(), OpError> {
+        self.core.reset()
+    }
+
+    /// Stops serving (dropping does the same).
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}

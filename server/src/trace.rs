@@ -1,0 +1,250 @@
+//! The request trace: every client request in arrival order, with token labels and states, never raw tokens.
+
+use crate::store::{AccessState, RefreshState, TokenView};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// How the response reached the client — or did not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// Still being handled (a long-poll, a delay, or a hang).
+    Pending,
+    /// The response was sent.
+    Sent,
+    /// The request was performed, then the connection closed without a response.
+    Dropped,
+    /// The connection was reset (RST) without a response.
+    Reset,
+    /// The connection closed without a byte.
+    Empty,
+    /// Bytes that are not HTTP were sent, then the connection closed.
+    Garbage,
+    /// The response was cut off halfway through its body.
+    Truncated,
+    /// The client closed the connection before the server answered.
+    Abandoned,
+}
+
+/// Tokens a request was issued, by label.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IssuedLabels {
+    /// Label of the new access token.
+    pub access_token: Option<String>,
+    /// Label of the new refresh token.
+    pub refresh_token: Option<String>,
+    /// `expires_in_ms` as sent.
+    pub expires_in_ms: Option<i64>,
+    /// When the access token expires, in trace time (ms since the server started).
+    pub expires_at_ms: Option<i64>,
+}
+
+/// The fault rule that fired on a request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FiredFault {
+    /// The rule's id.
+    pub id: u64,
+    /// The rule's name, if it has one.
+    pub name: Option<String>,
+    /// The action's kind, e.g. `commit_then_drop`.
+    pub action: String,
+}
+
+/// One request as the trace records it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TraceEntry {
+    /// Arrival order, from 1.
+    pub seq: u64,
+    /// Arrival time on the server clock, ms since the server started (includes clock advances).
+    pub t_ms: i64,
+    /// Arrival time in real ms since the server started.
+    pub real_ms: i64,
+    /// The endpoint's name (`refresh`, `whoami`, …; `unknown` for unrecognised paths).
+    pub endpoint: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The path, with any `access_token` query parameter hidden.
+    pub path: String,
+    /// The status the server produced; `None` when it produced none (hang, reset, garbage).
+    pub status: Option<u16>,
+    /// The Matrix `errcode` of an error response.
+    pub errcode: Option<String>,
+    /// The `soft_logout` flag of an error response.
+    pub soft_logout: Option<bool>,
+    /// The access token presented, as a label with its state on arrival.
+    pub access_token: TokenView<AccessState>,
+    /// The refresh token presented (on `/refresh`), with its state on arrival.
+    pub refresh_token: Option<TokenView<RefreshState>>,
+    /// The user the presented token belongs to.
+    pub user_id: Option<String>,
+    /// The device the presented token belongs to.
+    pub device_id: Option<String>,
+    /// Tokens the response issued.
+    pub issued: Option<IssuedLabels>,
+    /// The fault rule that fired.
+    pub fault: Option<FiredFault>,
+    /// How the response was delivered.
+    pub delivery: Delivery,
+    /// Relevant request fields, e.g. `{"refresh_token": true}` on login, `txn_id` on send.
+    pub flags: BTreeMap<String, serde_json::Value>,
+    /// Real time from arrival to the end of handling, in ms.
+    pub duration_ms: Option<i64>,
+}
+
+/// What a finished request adds to its entry.
+#[derive(Clone, Debug, Default)]
+pub struct Completion {
+    /// See [`TraceEntry::status`].
+    pub status: Option<u16>,
+    /// See [`TraceEntry::errcode`].
+    pub errcode: Option<String>,
+    /// See [`TraceEntry::soft_logout`].
+    pub soft_logout: Option<bool>,
+    /// See [`TraceEntry::issued`].
+    pub issued: Option<IssuedLabels>,
+    /// Overrides the user found on arrival (login and register learn it only then).
+    pub user_id: Option<String>,
+    /// Overrides the device found on arrival.
+    pub device_id: Option<String>,
+    /// How it was delivered.
+    pub delivery: Option<Delivery>,
+    /// Real ms spent.
+    pub duration_ms: i64,
+    /// Extra flags learnt while handling.
+    pub flags: BTreeMap<String, serde_json::Value>,
+}
+
+/// The trace of one server. Appending takes a short lock; nothing is ever dropped.
+///
+/// ```
+/// use rotary_server::Trace;
+/// let trace = Trace::default();
+/// assert!(trace.snapshot(0).is_empty());
+/// ```
+#[derive(Debug, Default)]
+pub struct Trace {
+    entries: Mutex<Vec<TraceEntry>>,
+}
+
+impl Trace {
+    /// Appends an entry; its `seq` is set here. Returns the seq.
+    pub fn begin(&self, mut entry: TraceEntry) -> u64 {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = entries.len() as u64 + 1;
+        entry.seq = seq;
+        entries.push(entry);
+        seq
+    }
+
+    /// Adds a request's outcome to its entry.
+    pub fn finish(&self, seq: u64, done: Completion) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(e) = usize::try_from(seq)
+            .ok()
+            .and_then(|s| entries.get_mut(s.wrapping_sub(1)))
+        else {
+            return;
+        };
+        e.status = done.status;
+        e.errcode = done.errcode;
+        e.soft_logout = done.soft_logout;
+        e.issued = done.issued;
+        if done.user_id.is_some() {
+            e.user_id = done.user_id;
+        }
+        if done.device_id.is_some() {
+            e.device_id = done.device_id;
+        }
+        e.delivery = done.delivery.unwrap_or(Delivery::Sent);
+        e.duration_ms = Some(done.duration_ms);
+        e.flags.extend(done.flags);
+    }
+
+    /// Entries with `seq` greater than `after`, in order.
+    pub fn snapshot(&self, after: u64) -> Vec<TraceEntry> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(entries.len());
+        entries[start..].to_vec()
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether the trace is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every entry.
+    pub fn clear(&self) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> TraceEntry {
+        TraceEntry {
+            seq: 0,
+            t_ms: 0,
+            real_ms: 0,
+            endpoint: "whoami".into(),
+            method: "GET".into(),
+            path: "/".into(),
+            status: None,
+            errcode: None,
+            soft_logout: None,
+            access_token: TokenView {
+                label: "-".into(),
+                state: AccessState::Missing,
+            },
+            refresh_token: None,
+            user_id: None,
+            device_id: None,
+            issued: None,
+            fault: None,
+            delivery: Delivery::Pending,
+            flags: BTreeMap::new(),
+            duration_ms: None,
+        }
+    }
+
+    #[test]
+    fn concurrent_appends_are_never_lost() {
+        let trace = std::sync::Arc::new(Trace::default());
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let t = trace.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        let seq = t.begin(entry());
+                        t.finish(
+                            seq,
+                            Completion {
+                                status: Some(200),
+                                ..Default::default()
+                            },
+                        );
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let all = trace.snapshot(0);
+        assert_eq!(all.len(), 4000);
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, e)| e.seq == i as u64 + 1 && e.status == Some(200))
+        );
+        assert_eq!(trace.snapshot(3990).len(), 10);
+        trace.finish(999_999, Completion::default());
+    }
+}
