@@ -16,6 +16,7 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,21 +65,26 @@ fn json_ok(v: Value) -> ApiResult {
     Ok((StatusCode::OK, axum::Json(v)).into_response())
 }
 
-async fn guard(State(st): State<ControlState>, req: Request, next: Next) -> Response {
-    let loopback = req
-        .extensions()
-        .get::<Arc<ConnHandle>>()
-        .is_none_or(|c| c.peer.ip().is_loopback());
-    let token_ok = match &st.access {
+/// Whether a control request from `peer` with this `Authorization` header may pass.
+pub fn control_allowed(peer: Option<IpAddr>, authorization: Option<&str>, access: &ControlAccess) -> bool {
+    if peer.is_none_or(|ip| ip.is_loopback() || ip.to_canonical().is_loopback()) {
+        return true;
+    }
+    match access {
         ControlAccess::LoopbackOnly => false,
-        ControlAccess::Token(t) => req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
+        ControlAccess::Token(t) => authorization
             .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|given| given == t),
-    };
-    if loopback || token_ok {
+            .is_some_and(|given| !t.is_empty() && given == t),
+    }
+}
+
+async fn guard(State(st): State<ControlState>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Arc<ConnHandle>>().map(|c| c.peer.ip());
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok());
+    if control_allowed(peer, auth, &st.access) {
         next.run(req).await
     } else {
         MatrixError::forbidden(
@@ -351,4 +357,31 @@ pub(crate) fn router(core: Arc<Core>, access: ControlAccess) -> Router {
         .method_not_allowed_fallback(not_found)
         .layer(middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_or_the_token_passes() {
+        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        let v6_loop: IpAddr = "::1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let lo = ControlAccess::LoopbackOnly;
+        let tok = ControlAccess::Token("s3cret".into());
+        assert!(control_allowed(Some("127.0.0.1".parse().unwrap()), None, &lo));
+        assert!(control_allowed(Some(v6_loop), None, &lo));
+        assert!(control_allowed(Some(mapped), None, &lo));
+        assert!(!control_allowed(Some(remote), None, &lo));
+        assert!(!control_allowed(Some(remote), Some("Bearer s3cret"), &lo));
+        assert!(control_allowed(Some(remote), Some("Bearer s3cret"), &tok));
+        assert!(!control_allowed(Some(remote), Some("Bearer wrong"), &tok));
+        assert!(!control_allowed(Some(remote), None, &tok));
+        assert!(!control_allowed(
+            Some(remote),
+            Some("Bearer "),
+            &ControlAccess::Token(String::new())
+        ));
+    }
 }

@@ -182,10 +182,25 @@ impl FaultRule {
         self
     }
 
-    /// Reads one rule from a TOML table body (the form `serve --fault` takes).
+    /// Reads one rule from TOML: a table body (`key = value` lines) or the inside of an inline
+    /// table (`endpoint = "refresh", nth = 1, action = { kind = "reset" }`, the form
+    /// `serve --fault` takes).
     pub fn from_toml(text: &str) -> Result<Self, FaultError> {
-        let rule: FaultRule = toml::from_str(text).map_err(|e| FaultError::Invalid(e.to_string()))?;
-        Ok(rule)
+        match toml::from_str::<FaultRule>(text) {
+            Ok(rule) => Ok(rule),
+            Err(doc_err) => {
+                #[derive(Deserialize)]
+                struct Wrapped {
+                    rule: FaultRule,
+                }
+                match toml::from_str::<Wrapped>(&format!("rule = {{ {text} }}")) {
+                    Ok(w) => Ok(w.rule),
+                    // A comma-separated rule is meant inline: its error is the helpful one.
+                    Err(inline_err) if text.contains(',') => Err(FaultError::Invalid(inline_err.to_string())),
+                    Err(_) => Err(FaultError::Invalid(doc_err.to_string())),
+                }
+            }
+        }
     }
 
     /// Checks the values against the endpoint names the server knows.
@@ -479,6 +494,14 @@ mod tests {
         assert!(rules[0].validate(&["sync"]).is_err());
         assert!(FaultRule::from_toml("endpoint = \"refresh\"\naction = { kind = \"explode\" }").is_err());
         assert!(FaultRule::from_toml("endpont = \"refresh\"\naction = { kind = \"hang\" }").is_err());
+        let inline =
+            FaultRule::from_toml("endpoint = \"sync\", first = 2, action = { kind = \"reset\" }").unwrap();
+        assert_eq!(
+            (inline.endpoint.as_deref(), inline.first),
+            (Some("sync"), Some(2))
+        );
+        let err = FaultRule::from_toml("endpoint = \"sync\", action = { kind = \"boom\" }").unwrap_err();
+        assert!(err.to_string().contains("boom"), "{err}");
         let bad = FaultRule::from_toml("action = { kind = \"error\", status = 9999 }").unwrap();
         assert!(bad.validate(&[]).is_err());
     }

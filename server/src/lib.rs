@@ -28,7 +28,7 @@ mod trace;
 
 pub use clock::Clock;
 pub use config::{ConfigError, Dialect, Profile, RateLimit, ReusePolicy, ServerConfig, UnknownProfile};
-pub use control::ControlAccess;
+pub use control::{ControlAccess, control_allowed};
 pub use core::{MintRequest, OpError};
 pub use duration::{DurationError, format_duration, parse_duration, parse_optional_duration};
 pub use endpoint::{Classified, Endpoint, classify, endpoint_names};
