@@ -5,7 +5,16 @@ use clap::{Parser, Subcommand};
 
 /// Rotary: a mock Matrix homeserver and conformance harness for access-token refresh.
 #[derive(Debug, Parser)]
-#[command(name = "rotary", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "rotary",
+    version,
+    about = "Rotary: a mock Matrix homeserver and conformance harness for access-token refresh",
+    long_about = "Rotary: a mock Matrix homeserver and conformance harness for access-token refresh.\n\n\
+        `rotary serve` runs a homeserver that behaves like Synapse (or the spec, or MAS) with short\n\
+        token lifetimes, fault injection, a control API at /_rotary and a trace of every request.\n\
+        See `rotary serve --help` and the README.",
+    propagate_version = true
+)]
 pub struct Cli {
     /// More logging (-v: each request, -vv: everything). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

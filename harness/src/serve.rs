@@ -196,6 +196,24 @@ pub fn build_server(args: &ServeArgs) -> anyhow::Result<MockHomeserverBuilder> {
     Ok(builder)
 }
 
+/// Every knob as a TOML line that `--config` reads back; unset knobs are shown as comments.
+pub fn knobs_toml(cfg: &ServerConfig) -> anyhow::Result<String> {
+    let Value::Object(fields) = serde_json::to_value(cfg)? else {
+        bail!("the config did not serialise to an object");
+    };
+    let mut out = String::new();
+    for (key, value) in fields {
+        let line = match value {
+            Value::Null if key.ends_with("lifetime") => format!("{key} = \"none\""),
+            Value::Null => format!("# {key} is unset"),
+            other => format!("{key} = {}", toml::Value::try_from(other)?),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 fn show(d: Option<Duration>) -> String {
     d.map_or_else(|| "none".to_owned(), format_duration)
 }
@@ -204,11 +222,7 @@ fn show(d: Option<Duration>) -> String {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let builder = build_server(&args)?;
     if args.list_knobs {
-        let server_cfg = builder.clone().start_config();
-        println!(
-            "{}",
-            toml::to_string_pretty(&server_cfg).context("cannot print the knobs")?
-        );
+        print!("{}", knobs_toml(&builder.start_config())?);
         return Ok(());
     }
     let server = builder
@@ -334,5 +348,14 @@ mod tests {
             ("rotate_refresh_tokens".into(), Value::Bool(false))
         );
         assert!(parse_kv("nokey").is_err());
+    }
+
+    #[test]
+    fn listed_knobs_read_back_as_the_same_config() {
+        for profile in Profile::ALL {
+            let cfg = ServerConfig::for_profile(profile);
+            let text = knobs_toml(&cfg).unwrap();
+            assert_eq!(ServerConfig::from_toml(&text).unwrap(), cfg, "{text}");
+        }
     }
 }

@@ -81,9 +81,18 @@ async fn mas_answers_exactly_one_200() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn spec_rate_limits_the_storm() {
+    let started = std::time::Instant::now();
     let (results, _, _) = storm(Profile::Spec).await;
+    let elapsed = started.elapsed();
     let ok = results.iter().filter(|(s, _, _)| *s == 200).count();
     let limited = results.iter().filter(|(s, _, _)| *s == 429).count();
     assert_eq!(ok + limited, 64);
-    assert!((1..=5).contains(&ok), "burst of 5 at most: {ok}");
+    // Burst 5, refilled at 1/s of real time: a slow machine may refill a few during the storm.
+    let refill = usize::try_from(elapsed.as_secs())
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    assert!(
+        ok >= 1 && ok <= 5 + refill,
+        "burst of 5 (+{refill} refilled) at most: {ok}"
+    );
 }

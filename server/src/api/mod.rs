@@ -75,10 +75,14 @@ impl Ctx {
 
     /// Authenticates the request; notes the user and device for the trace.
     pub fn auth(&mut self, allow_expired: bool) -> Result<Authed, MatrixError> {
-        let token = self.token.clone()?.ok_or_else(MatrixError::missing_token)?;
+        let token = match &self.token {
+            Ok(Some(t)) => t,
+            Ok(None) => return Err(MatrixError::missing_token()),
+            Err(e) => return Err(e.clone()),
+        };
         let now = self.core.clock.now_ms();
         let authed = lock(&self.core.store)
-            .authenticate(&self.cfg, now, &token, allow_expired)
+            .authenticate(&self.cfg, now, token, allow_expired)
             .map_err(|e| crate::error::access_error(&self.cfg, e))?;
         self.done.user_id = Some(authed.user_id.clone());
         self.done.device_id = Some(authed.device_id.clone());
@@ -164,28 +168,29 @@ fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
 
 /// Synapse's `get_access_token_from_request`.
 fn access_token(headers: &HeaderMap, query: &[(String, String)]) -> Result<Option<String>, MatrixError> {
-    let auth: Vec<_> = headers.get_all(header::AUTHORIZATION).iter().collect();
+    let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     let from_query = query
         .iter()
         .find(|(k, _)| k == "access_token")
         .map(|(_, v)| v.clone());
-    if auth.is_empty() {
+    let Some(first) = auth.next() else {
         return Ok(from_query);
-    }
+    };
     let missing = |msg: &str| MatrixError::new(401, "M_MISSING_TOKEN", msg);
     if from_query.is_some() {
         return Err(missing(
             "Mixing Authorization headers and access_token query parameters.",
         ));
     }
-    if auth.len() > 1 {
+    if auth.next().is_some() {
         return Err(missing("Too many Authorization headers."));
     }
-    let value = auth[0]
+    let value = first
         .to_str()
         .map_err(|_| missing("Invalid Authorization header."))?;
-    match value.split(' ').collect::<Vec<_>>().as_slice() {
-        ["Bearer", token] => Ok(Some((*token).to_owned())),
+    let mut parts = value.split(' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("Bearer"), Some(token), None) => Ok(Some(token.to_owned())),
         _ => Err(missing("Invalid Authorization header.")),
     }
 }
@@ -330,10 +335,16 @@ async fn truncated_bytes(resp: Response) -> (Response, Bytes) {
 /// Serves one client-server API request: classify, read the body, trace, inject, handle.
 pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Response {
     let started = Instant::now();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let conn = parts.extensions.get::<Arc<ConnHandle>>().cloned();
     let cfg = core.config();
-    let classified = classify(parts.uri.path(), parts.method.as_str(), &cfg);
+    // Synapse answers HEAD like GET.
+    let method = if parts.method == Method::HEAD {
+        Method::GET
+    } else {
+        parts.method.clone()
+    };
+    let classified = classify(parts.uri.path(), method.as_str(), &cfg);
     let endpoint_name = classified.name();
     let query = parse_query(parts.uri.query());
     let token = access_token(&parts.headers, &query);
@@ -451,8 +462,8 @@ pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Respo
         cfg: cfg.clone(),
         params: Vec::new(),
         query,
-        method: parts.method.clone(),
-        headers: parts.headers.clone(),
+        method,
+        headers: std::mem::take(&mut parts.headers),
         body: Bytes::new(),
         parsed,
         token,
