@@ -5,6 +5,7 @@ use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -26,6 +27,7 @@ pub enum RawAction {
 pub struct ConnHandle {
     /// The client's address.
     pub peer: SocketAddr,
+    armed: AtomicBool,
     action: Mutex<Option<RawAction>>,
 }
 
@@ -34,6 +36,7 @@ impl ConnHandle {
     pub fn new(peer: SocketAddr) -> Self {
         Self {
             peer,
+            armed: AtomicBool::new(false),
             action: Mutex::new(None),
         }
     }
@@ -41,9 +44,14 @@ impl ConnHandle {
     /// Makes the next response write perform `action` instead.
     pub fn set(&self, action: RawAction) {
         *self.action.lock().unwrap_or_else(|p| p.into_inner()) = Some(action);
+        self.armed.store(true, Ordering::Release);
     }
 
     fn take(&self) -> Option<RawAction> {
+        // The common case (no fault) costs one atomic load per write, no lock.
+        if !self.armed.swap(false, Ordering::AcqRel) {
+            return None;
+        }
         self.action.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }

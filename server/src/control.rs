@@ -324,6 +324,43 @@ async fn reset(State(st): State<ControlState>) -> ApiResult {
     json_ok(json!({}))
 }
 
+/// Turns axum's plain-text rejections (bad query string, body too large, …) into Matrix errors.
+async fn matrix_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&text).trim().to_owned();
+    let errcode = match status.as_u16() {
+        413 => "M_TOO_LARGE",
+        404 | 405 => "M_UNRECOGNIZED",
+        400 | 415 | 422 => "M_BAD_JSON",
+        _ => "M_UNKNOWN",
+    };
+    let mut e = MatrixError::new(status.as_u16(), errcode, detail);
+    if e.error.is_empty() {
+        e.error = status.canonical_reason().unwrap_or("error").to_owned();
+    }
+    let mut out = e.into_response();
+    *out.status_mut() = parts.status;
+    out
+}
+
+async fn method_not_allowed() -> Response {
+    MatrixError::new(
+        405,
+        "M_UNRECOGNIZED",
+        "This control route does not take that method; GET /_rotary lists them",
+    )
+    .into_response()
+}
+
 async fn not_found() -> Response {
     MatrixError::new(
         404,
@@ -354,7 +391,8 @@ pub(crate) fn router(core: Arc<Core>, access: ControlAccess) -> Router {
         .route("/labels", post(labels))
         .route("/reset", post(reset))
         .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::map_response(matrix_errors))
         .layer(middleware::from_fn_with_state(st.clone(), guard))
         .with_state(st)
 }

@@ -10,6 +10,7 @@ use crate::store::{DeviceInfo, Issued, LoginError, RegisterError, TokenStore};
 use crate::trace::{Trace, TraceEntry};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -123,6 +124,8 @@ pub(crate) struct Core {
     pub rooms: Mutex<Rooms>,
     pub events: watch::Sender<u64>,
     pub faults: Mutex<FaultSet>,
+    /// Whether any fault rule exists (lets the request path skip the fault lock).
+    has_faults: AtomicBool,
     pub trace: Trace,
     pub refresh_bucket: Mutex<Bucket>,
     pub filters: Mutex<HashMap<String, serde_json::Value>>,
@@ -145,6 +148,7 @@ impl Core {
             rooms: Mutex::new(Rooms::new()),
             events: watch::channel(0).0,
             faults: Mutex::new(FaultSet::default()),
+            has_faults: AtomicBool::new(false),
             trace: Trace::default(),
             refresh_bucket: Mutex::new(Bucket::default()),
             filters: Mutex::new(HashMap::new()),
@@ -308,15 +312,27 @@ impl Core {
 
     pub fn add_fault(&self, rule: FaultRule) -> Result<u64, OpError> {
         rule.validate(&endpoint_names())?;
-        Ok(lock(&self.faults).add(rule))
+        let mut faults = lock(&self.faults);
+        let id = faults.add(rule);
+        self.has_faults.store(true, Ordering::Release);
+        Ok(id)
     }
 
     pub fn remove_fault(&self, id: u64) -> bool {
-        lock(&self.faults).remove(id)
+        let mut faults = lock(&self.faults);
+        let removed = faults.remove(id);
+        self.has_faults.store(!faults.is_empty(), Ordering::Release);
+        removed
     }
 
     pub fn clear_faults(&self) {
-        lock(&self.faults).clear();
+        let mut faults = lock(&self.faults);
+        faults.clear();
+        self.has_faults.store(false, Ordering::Release);
+    }
+
+    pub fn has_faults(&self) -> bool {
+        self.has_faults.load(Ordering::Acquire)
     }
 
     pub fn faults(&self) -> Vec<FaultStatus> {
@@ -337,7 +353,7 @@ impl Core {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(self.initial.config.clone());
         *lock(&self.store) = TokenStore::new(&self.initial.config.server_name);
         *lock(&self.rooms) = Rooms::new();
-        lock(&self.faults).clear();
+        self.clear_faults();
         lock(&self.filters).clear();
         lock(&self.displaynames).clear();
         *lock(&self.refresh_bucket) = Bucket::default();

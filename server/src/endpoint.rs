@@ -266,32 +266,43 @@ impl Classified {
     }
 }
 
-fn match_pattern(pattern: &[&str], rest: &str) -> Option<Vec<String>> {
-    let rest = rest.strip_prefix('/')?;
-    let segments: Vec<&str> = rest.split('/').collect();
+/// Most path segments any endpoint has (after the version prefix); longer paths are unknown.
+const MAX_SEGMENTS: usize = 16;
+
+const PREFIXES: [&str; 4] = [
+    "/_matrix/client/r0",
+    "/_matrix/client/v3",
+    "/_matrix/client/unstable",
+    "/_matrix/client/api/v1",
+];
+
+fn shape_matches(pattern: &[&str], segments: &[&str]) -> bool {
+    let (fixed, tail) = match pattern.split_last() {
+        Some((&"{*}", fixed)) => (fixed, true),
+        _ => (pattern, false),
+    };
+    let len_ok = if tail {
+        segments.len() >= fixed.len()
+    } else {
+        segments.len() == fixed.len()
+    };
+    len_ok && fixed.iter().zip(segments).all(|(p, s)| *p == "{}" || p == s)
+}
+
+fn extract_params(pattern: &[&str], segments: &[&str]) -> Vec<String> {
     let mut params = Vec::new();
     for (i, p) in pattern.iter().enumerate() {
         match *p {
-            "{*}" => {
-                params.push(segments.get(i..).map(|s| s.join("/")).unwrap_or_default());
-                return Some(params);
-            }
-            "{}" => params.push(
-                percent_decode_str(segments.get(i)?)
-                    .decode_utf8_lossy()
-                    .into_owned(),
-            ),
-            lit => {
-                if segments.get(i) != Some(&lit) {
-                    return None;
-                }
-            }
+            "{}" => params.push(percent_decode_str(segments[i]).decode_utf8_lossy().into_owned()),
+            "{*}" => params.push(segments[i..].join("/")),
+            _ => {}
         }
     }
-    (segments.len() == pattern.len()).then_some(params)
+    params
 }
 
 /// Classifies a request path under the current knobs (which decide where `/refresh` is served).
+/// It allocates nothing unless the endpoint has path parameters.
 ///
 /// ```
 /// use rotary_server::{classify, Classified, Endpoint, ServerConfig};
@@ -301,59 +312,63 @@ fn match_pattern(pattern: &[&str], rest: &str) -> Option<Vec<String>> {
 /// assert_eq!(classify("/_matrix/client/v1/refresh", "POST", &cfg), Classified::NotFound);
 /// ```
 pub fn classify(path: &str, method: &str, cfg: &ServerConfig) -> Classified {
-    if path == "/_matrix/client/versions" {
-        return found_or_405(Endpoint::Versions, Vec::new(), method, &["GET"]);
-    }
-    if path == "/.well-known/matrix/client" {
-        return found_or_405(Endpoint::WellKnown, Vec::new(), method, &["GET"]);
+    match path {
+        "/_matrix/client/versions" => return found_or_405(Endpoint::Versions, method, &["GET"]),
+        "/.well-known/matrix/client" => return found_or_405(Endpoint::WellKnown, method, &["GET"]),
+        _ => {}
     }
     if cfg.refresh_enabled() {
-        let mut refresh_paths = vec![
-            "/_matrix/client/r0/refresh",
-            "/_matrix/client/v3/refresh",
-            "/_matrix/client/unstable/refresh",
-        ];
-        if cfg.serve_v1_refresh {
-            refresh_paths.push("/_matrix/client/v1/refresh");
-        }
-        if cfg.serve_unstable_refresh {
-            refresh_paths.push("/_matrix/client/unstable/org.matrix.msc2918/refresh");
-        }
-        if refresh_paths.contains(&path) {
-            return found_or_405(Endpoint::Refresh, Vec::new(), method, &["POST"]);
+        let served = match path {
+            "/_matrix/client/r0/refresh"
+            | "/_matrix/client/v3/refresh"
+            | "/_matrix/client/unstable/refresh" => true,
+            "/_matrix/client/v1/refresh" => cfg.serve_v1_refresh,
+            "/_matrix/client/unstable/org.matrix.msc2918/refresh" => cfg.serve_unstable_refresh,
+            _ => false,
+        };
+        if served {
+            return found_or_405(Endpoint::Refresh, method, &["POST"]);
         }
     }
-    for route in ROUTES {
-        for prefix in route.prefixes {
-            let Some(rest) = path.strip_prefix(prefix) else {
-                continue;
-            };
-            if let Some(params) = match_pattern(route.pattern, rest) {
-                if route.methods.contains(&method) {
-                    return Classified::Found {
-                        endpoint: route.endpoint,
-                        params,
-                    };
-                }
-                // Another route with the same path shape may take this method.
-                let other = ROUTES.iter().any(|r| {
-                    r.endpoint == route.endpoint
-                        && r.methods.contains(&method)
-                        && r.prefixes.contains(prefix)
-                        && match_pattern(r.pattern, rest).is_some()
-                });
-                if !other {
-                    return Classified::MethodNotAllowed(route.endpoint);
-                }
+    let Some((prefix, rest)) = PREFIXES.iter().find_map(|p| {
+        path.strip_prefix(p)
+            .and_then(|r| r.strip_prefix('/'))
+            .map(|r| (*p, r))
+    }) else {
+        return Classified::NotFound;
+    };
+    let mut buf = [""; MAX_SEGMENTS];
+    let mut n = 0;
+    for seg in rest.split('/') {
+        if n == MAX_SEGMENTS {
+            return Classified::NotFound;
+        }
+        buf[n] = seg;
+        n += 1;
+    }
+    let segments = &buf[..n];
+    let mut same_shape = None;
+    for route in ROUTES.iter().filter(|r| r.prefixes.contains(&prefix)) {
+        if shape_matches(route.pattern, segments) {
+            if route.methods.contains(&method) {
+                let params = extract_params(route.pattern, segments);
+                return Classified::Found {
+                    endpoint: route.endpoint,
+                    params,
+                };
             }
+            same_shape.get_or_insert(route.endpoint);
         }
     }
-    Classified::NotFound
+    same_shape.map_or(Classified::NotFound, Classified::MethodNotAllowed)
 }
 
-fn found_or_405(endpoint: Endpoint, params: Vec<String>, method: &str, methods: &[&str]) -> Classified {
+fn found_or_405(endpoint: Endpoint, method: &str, methods: &[&str]) -> Classified {
     if methods.contains(&method) {
-        Classified::Found { endpoint, params }
+        Classified::Found {
+            endpoint,
+            params: Vec::new(),
+        }
     } else {
         Classified::MethodNotAllowed(endpoint)
     }

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
-use tower_http::cors::CorsLayer;
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +197,6 @@ fn app(core: Arc<Core>, control: ControlAccess) -> Router {
     Router::new()
         .nest("/_rotary", control::router(core, control))
         .fallback(move |req: axum::extract::Request| crate::api::serve(client_core.clone(), req))
-        .layer(CorsLayer::permissive())
 }
 
 async fn accept_loop(listener: TcpListener, app: Router, core: Arc<Core>) {
@@ -227,8 +225,11 @@ async fn accept_loop(listener: TcpListener, app: Router, core: Arc<Core>) {
                     req.extensions_mut().insert(handle.clone());
                     app.clone().oneshot(req.map(axum::body::Body::new))
                 });
+            // A client that never finishes its headers is dropped after 30 s (slowloris).
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(io, service);
             tokio::select! {
                 r = conn => {

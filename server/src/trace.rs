@@ -2,6 +2,7 @@
 
 use crate::store::{AccessState, RefreshState, TokenView};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -61,9 +62,9 @@ pub struct TraceEntry {
     /// Arrival time in real ms since the server started.
     pub real_ms: i64,
     /// The endpoint's name (`refresh`, `whoami`, …; `unknown` for unrecognised paths).
-    pub endpoint: String,
+    pub endpoint: Cow<'static, str>,
     /// The HTTP method.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// The path, with any `access_token` query parameter hidden.
     pub path: String,
     /// The status the server produced; `None` when it produced none (hang, reset, garbage).
@@ -115,6 +116,10 @@ pub struct Completion {
     pub flags: BTreeMap<String, serde_json::Value>,
 }
 
+/// Entries per storage chunk: appending never moves older entries, so a long run never pays for
+/// copying a huge vector while holding the lock.
+const CHUNK: usize = 4096;
+
 /// The trace of one server. Appending takes a short lock; nothing is ever dropped.
 ///
 /// ```
@@ -124,25 +129,48 @@ pub struct Completion {
 /// ```
 #[derive(Debug, Default)]
 pub struct Trace {
-    entries: Mutex<Vec<TraceEntry>>,
+    chunks: Mutex<Chunks>,
+}
+
+#[derive(Debug, Default)]
+struct Chunks {
+    chunks: Vec<Vec<TraceEntry>>,
+    len: usize,
+}
+
+impl Chunks {
+    fn get_mut(&mut self, index: usize) -> Option<&mut TraceEntry> {
+        self.chunks.get_mut(index / CHUNK)?.get_mut(index % CHUNK)
+    }
 }
 
 impl Trace {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Chunks> {
+        self.chunks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Appends an entry; its `seq` is set here. Returns the seq.
     pub fn begin(&self, mut entry: TraceEntry) -> u64 {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = entries.len() as u64 + 1;
+        let mut c = self.lock();
+        let seq = c.len as u64 + 1;
         entry.seq = seq;
-        entries.push(entry);
+        if c.chunks.last().is_none_or(|last| last.len() == CHUNK) {
+            c.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(last) = c.chunks.last_mut() {
+            last.push(entry);
+        }
+        c.len += 1;
         seq
     }
 
     /// Adds a request's outcome to its entry.
     pub fn finish(&self, seq: u64, done: Completion) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.lock();
         let Some(e) = usize::try_from(seq)
             .ok()
-            .and_then(|s| entries.get_mut(s.wrapping_sub(1)))
+            .and_then(|s| s.checked_sub(1))
+            .and_then(|i| c.get_mut(i))
         else {
             return;
         };
@@ -163,14 +191,22 @@ impl Trace {
 
     /// Entries with `seq` greater than `after`, in order.
     pub fn snapshot(&self, after: u64) -> Vec<TraceEntry> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(entries.len());
-        entries[start..].to_vec()
+        let c = self.lock();
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(c.len);
+        let mut out = Vec::with_capacity(c.len - start);
+        for (n, chunk) in c.chunks.iter().enumerate() {
+            let first = n * CHUNK;
+            if first + chunk.len() <= start {
+                continue;
+            }
+            out.extend_from_slice(&chunk[start.saturating_sub(first)..]);
+        }
+        out
     }
 
     /// How many entries there are.
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().len
     }
 
     /// Whether the trace is empty.
@@ -180,7 +216,7 @@ impl Trace {
 
     /// Forgets every entry.
     pub fn clear(&self) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        *self.lock() = Chunks::default();
     }
 }
 
@@ -215,6 +251,30 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_cross_chunk_boundaries() {
+        let trace = Trace::default();
+        for _ in 0..(2 * CHUNK + 5) {
+            trace.begin(entry());
+        }
+        let all = trace.snapshot(0);
+        assert_eq!(all.len(), 2 * CHUNK + 5);
+        assert!(all.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
+        let tail = trace.snapshot(CHUNK as u64 - 1);
+        assert_eq!(tail[0].seq, CHUNK as u64);
+        assert_eq!(tail.len(), CHUNK + 6);
+        trace.finish(
+            2 * CHUNK as u64 + 1,
+            Completion {
+                status: Some(201),
+                ..Default::default()
+            },
+        );
+        assert_eq!(trace.snapshot(2 * CHUNK as u64)[0].status, Some(201));
+        trace.clear();
+        assert!(trace.is_empty());
+    }
+
+    #[test]
     fn concurrent_appends_are_never_lost() {
         let trace = std::sync::Arc::new(Trace::default());
         let handles: Vec<_> = (0..8)
@@ -245,6 +305,8 @@ mod tests {
                 .all(|(i, e)| e.seq == i as u64 + 1 && e.status == Some(200))
         );
         assert_eq!(trace.snapshot(3990).len(), 10);
+        assert_eq!(trace.snapshot(4000).len(), 0);
+        assert_eq!(trace.snapshot(u64::MAX).len(), 0);
         trace.finish(999_999, Completion::default());
     }
 }

@@ -216,6 +216,19 @@ async fn every_control_route_works() {
     assert_eq!((r.status, r.errcode()), (404, Some("M_UNRECOGNIZED")));
     let r = env.raw("POST", "/_rotary/users", "not json").await;
     assert_eq!((r.status, r.errcode()), (400, Some("M_BAD_JSON")));
+    let r = env.get("/_rotary/trace?after=minus-one", None).await;
+    assert_eq!((r.status, r.errcode()), (400, Some("M_BAD_JSON")), "{:?}", r.body);
+    let r = env
+        .raw("POST", "/_rotary/users", vec![b' '; 3 * 1024 * 1024])
+        .await;
+    assert_eq!(
+        (r.status, r.errcode()),
+        (413, Some("M_TOO_LARGE")),
+        "{:?}",
+        r.body
+    );
+    let r = env.call("PUT", "/_rotary/reset", None, None).await;
+    assert_eq!((r.status, r.errcode()), (405, Some("M_UNRECOGNIZED")));
 }
 
 #[tokio::test]

@@ -35,6 +35,26 @@ async fn discovery_and_startup_endpoints() {
             t.add(label, &r);
         }
     }
+    let preflight = env
+        .http
+        .request(reqwest::Method::OPTIONS, env.url("/_matrix/client/v3/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    let plain = env
+        .http
+        .get(env.url("/_matrix/client/versions"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        plain.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("Authorization")
+    );
     let versions = env.get("/_matrix/client/versions", None).await;
     let list = versions.body["versions"].as_array().unwrap();
     assert!(list.contains(&json!("v1.3")) && list.contains(&json!("v1.15")));

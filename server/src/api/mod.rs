@@ -15,10 +15,11 @@ use crate::fault::{FaultAction, FaultRule, RequestFacts};
 use crate::store::{Authed, Issued};
 use crate::trace::{Completion, Delivery, FiredFault, IssuedLabels, TraceEntry};
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, StatusCode, header, request::Parts};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -260,6 +261,19 @@ impl Drop for FinishGuard {
     }
 }
 
+fn method_name(m: &Method) -> Cow<'static, str> {
+    match *m {
+        Method::GET => Cow::Borrowed("GET"),
+        Method::POST => Cow::Borrowed("POST"),
+        Method::PUT => Cow::Borrowed("PUT"),
+        Method::DELETE => Cow::Borrowed("DELETE"),
+        Method::HEAD => Cow::Borrowed("HEAD"),
+        Method::PATCH => Cow::Borrowed("PATCH"),
+        Method::OPTIONS => Cow::Borrowed("OPTIONS"),
+        _ => Cow::Owned(m.to_string()),
+    }
+}
+
 fn elapsed_ms(t: Instant) -> i64 {
     i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
@@ -332,8 +346,38 @@ async fn truncated_bytes(resp: Response) -> (Response, Bytes) {
     (rebuilt, Bytes::from(bytes))
 }
 
+/// Adds the CORS headers Synapse sends on every client-server response.
+fn add_cors(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, DELETE, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("X-Requested-With, Content-Type, Authorization, Date"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Synapse-Trace-Id, Server"),
+    );
+}
+
 /// Serves one client-server API request: classify, read the body, trace, inject, handle.
 pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Response {
+    if req.method() == Method::OPTIONS {
+        // A CORS preflight, answered like Synapse for any path; not part of the trace.
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        add_cors(&mut resp);
+        return resp;
+    }
+    let mut response = serve_traced(core, req).await;
+    add_cors(&mut response);
+    response
+}
+
+async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response {
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     let conn = parts.extensions.get::<Arc<ConnHandle>>().cloned();
@@ -407,11 +451,10 @@ pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Respo
     };
 
     let fired = {
-        let mut faults = lock(&core.faults);
-        if faults.is_empty() {
+        if !core.has_faults() {
             None
         } else {
-            faults.decide(&RequestFacts {
+            lock(&core.faults).decide(&RequestFacts {
                 endpoint: endpoint_name,
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
@@ -430,8 +473,8 @@ pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Respo
         seq: 0,
         t_ms: core.trace_time(),
         real_ms: core.clock.real_elapsed_ms(),
-        endpoint: endpoint_name.to_owned(),
-        method: parts.method.to_string(),
+        endpoint: Cow::Borrowed(endpoint_name),
+        method: method_name(&parts.method),
         path: path_for_trace(&parts),
         status: None,
         errcode: None,
@@ -457,10 +500,15 @@ pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Respo
         armed: true,
     };
 
+    let (target, params) = match classified {
+        Classified::Found { endpoint, params } => (Ok(endpoint), params),
+        Classified::MethodNotAllowed(_) => (Err(MatrixError::method_not_allowed()), Vec::new()),
+        Classified::NotFound => (Err(MatrixError::unrecognized()), Vec::new()),
+    };
     let mut ctx = Ctx {
         core: core.clone(),
         cfg: cfg.clone(),
-        params: Vec::new(),
+        params,
         query,
         method,
         headers: std::mem::take(&mut parts.headers),
@@ -476,15 +524,11 @@ pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Respo
             Err(e) => return e.clone().into_response(),
         };
         ctx.body = body;
-        match &classified {
-            Classified::NotFound => MatrixError::unrecognized().into_response(),
-            Classified::MethodNotAllowed(_) => MatrixError::method_not_allowed().into_response(),
-            Classified::Found { endpoint, params } => {
-                ctx.params = params.clone();
-                dispatch(ctx, *endpoint)
-                    .await
-                    .unwrap_or_else(IntoResponse::into_response)
-            }
+        match &target {
+            Err(e) => e.clone().into_response(),
+            Ok(endpoint) => dispatch(ctx, *endpoint)
+                .await
+                .unwrap_or_else(IntoResponse::into_response),
         }
     };
 
