@@ -617,3 +617,67 @@ async fn bad_bodies_never_crash_the_server() {
         "{trace:?}"
     );
 }
+
+#[tokio::test]
+async fn every_endpoint_survives_garbage() {
+    let env = default_env().await;
+    let (at, _) = env.alice().await;
+    let room = env.server.create_room("alice", None).unwrap().replace('!', "%21");
+    let paths = [
+        "/_matrix/client/versions".to_owned(),
+        "/_matrix/client/v3/login".to_owned(),
+        "/_matrix/client/v3/register".to_owned(),
+        "/_matrix/client/v3/refresh".to_owned(),
+        "/_matrix/client/v3/account/whoami".to_owned(),
+        "/_matrix/client/v3/sync?timeout=-5&since=s-1".to_owned(),
+        "/_matrix/client/v3/createRoom".to_owned(),
+        format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/%00"),
+        format!("/_matrix/client/v3/rooms/{room}/messages?limit=99999999999999999999&from=s&dir=b"),
+        "/_matrix/client/v3/joined_rooms".to_owned(),
+        "/_matrix/client/v3/devices/%FF%FE".to_owned(),
+        "/_matrix/client/v3/capabilities".to_owned(),
+        "/_matrix/client/v3/pushrules/global/override/x/y".to_owned(),
+        "/_matrix/client/v3/user/%40alice%3Alocalhost/filter".to_owned(),
+        "/_matrix/client/v3/profile/%40alice%3Alocalhost/displayname".to_owned(),
+        "/_matrix/client/v3/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s".to_owned(),
+        // Last, as it logs alice out.
+        "/_matrix/client/v3/logout/all".to_owned(),
+    ];
+    let bodies: [&[u8]; 6] = [
+        b"",
+        b"\xff\xfe\x00",
+        b"[]",
+        b"{\"refresh_token\": [1, {}]}",
+        b"123456789012345678901234567890",
+        b"{\"a\":",
+    ];
+    let mut answered = 0;
+    for path in &paths {
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH"] {
+            for body in bodies {
+                let req = env
+                    .http
+                    .request(
+                        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                        env.url(path),
+                    )
+                    .bearer_auth(&at)
+                    .body(body.to_vec());
+                let resp = req.send().await.expect("always answered");
+                let status = resp.status().as_u16();
+                let json: Value = resp.json().await.expect("always a JSON body");
+                assert!(status < 500, "{method} {path}: {status} {json}");
+                if status >= 400 && json.get("flows").is_none() {
+                    assert!(
+                        json["errcode"].as_str().is_some_and(|c| c.starts_with("M_")),
+                        "{method} {path}: {json}"
+                    );
+                }
+                answered += 1;
+            }
+        }
+    }
+    assert_eq!(answered, paths.len() * 5 * 6);
+    assert_eq!(env.get("/_matrix/client/versions", None).await.status, 200);
+    assert!(env.server.trace().len() >= answered);
+}
