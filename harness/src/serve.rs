@@ -23,7 +23,7 @@ pub struct ServeArgs {
     /// Server personality: synapse, spec, mas or no-refresh.
     #[arg(long, value_parser = parse_profile)]
     pub profile: Option<Profile>,
-    /// A TOML file of knobs (snake_case names), plus optional [[fault]] and [[user]] tables.
+    /// A TOML file of knobs (snake_case names), plus optional `[[fault]]` and `[[user]]` tables.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Lifetime of access tokens issued with a refresh token (`none` turns refresh off).
@@ -46,7 +46,7 @@ pub struct ServeArgs {
     /// Repeatable.
     #[arg(long = "fault", value_name = "RULE")]
     pub faults: Vec<String>,
-    /// A TOML file of [[fault]] rules.
+    /// A TOML file of `[[fault]]` rules.
     #[arg(long = "faults", value_name = "FILE")]
     pub fault_file: Option<PathBuf>,
     /// An extra user as NAME:PASSWORD. Repeatable.

@@ -2,6 +2,7 @@
 //! dispatch to the endpoint handlers.
 
 mod account;
+mod inject;
 mod misc;
 mod room;
 mod session;
@@ -11,13 +12,14 @@ use crate::conn::{ConnHandle, RawAction};
 use crate::core::{Core, lock};
 use crate::endpoint::{Classified, Endpoint, classify};
 use crate::error::{ErrorInfo, MatrixError};
-use crate::fault::{FaultAction, FaultRule, RequestFacts};
+use crate::fault::RequestFacts;
 use crate::store::{Authed, Issued};
 use crate::trace::{Completion, Delivery, FiredFault, IssuedLabels, TraceEntry};
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
+use inject::Plan;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -278,74 +280,6 @@ fn elapsed_ms(t: Instant) -> i64 {
     i64::try_from(t.elapsed().as_millis()).unwrap_or(i64::MAX)
 }
 
-const HTML_PAGE: &str = "<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n<center><h1>{status}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
-const DEFAULT_GARBAGE: &[u8] = b"\xde\xad\xbe\xef\x00\xff not an HTTP response \x01\x02\r\n\r\n\xfe";
-
-fn injected_error(action: &FaultAction, rule: &FaultRule) -> Response {
-    match action {
-        FaultAction::Error {
-            status,
-            errcode,
-            error,
-            soft_logout,
-            retry_after_ms,
-        } => {
-            let code = errcode.clone().unwrap_or_else(|| {
-                match status {
-                    429 => "M_LIMIT_EXCEEDED",
-                    401 => "M_UNKNOWN_TOKEN",
-                    403 => "M_FORBIDDEN",
-                    404 => "M_NOT_FOUND",
-                    _ => "M_UNKNOWN",
-                }
-                .to_owned()
-            });
-            let msg = error
-                .clone()
-                .unwrap_or_else(|| format!("Injected fault #{}", rule.id.unwrap_or(0)));
-            let mut e = MatrixError::new(*status, &code, msg);
-            e.soft_logout = *soft_logout;
-            e.retry_after_ms = *retry_after_ms;
-            e.into_response()
-        }
-        FaultAction::Html { status } => {
-            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let label = format!("{} {}", code.as_u16(), code.canonical_reason().unwrap_or(""));
-            (
-                code,
-                [(header::CONTENT_TYPE, "text/html")],
-                HTML_PAGE.replace("{status}", label.trim()),
-            )
-                .into_response()
-        }
-        _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// Turns a response into the raw bytes of its head and the first half of its body.
-async fn truncated_bytes(resp: Response) -> (Response, Bytes) {
-    let (parts, body) = resp.into_parts();
-    let full = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-    let mut raw = format!(
-        "HTTP/1.1 {} {}\r\n",
-        parts.status.as_u16(),
-        parts.status.canonical_reason().unwrap_or("")
-    );
-    for (k, v) in &parts.headers {
-        if k != header::CONTENT_LENGTH {
-            raw.push_str(&format!("{}: {}\r\n", k, v.to_str().unwrap_or("")));
-        }
-    }
-    raw.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        full.len()
-    ));
-    let mut bytes = raw.into_bytes();
-    bytes.extend_from_slice(&full[..full.len() / 2]);
-    let rebuilt = Response::from_parts(parts, Body::from(full));
-    (rebuilt, Bytes::from(bytes))
-}
-
 /// Adds the CORS headers Synapse sends on every client-server response.
 fn add_cors(resp: &mut Response) {
     let h = resp.headers_mut();
@@ -532,57 +466,38 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         }
     };
 
-    let mut delivery = Delivery::Sent;
     let set_raw = |action: RawAction| match &conn {
         Some(c) => c.set(action),
         None => tracing::warn!("connection-level fault without a connection handle"),
     };
-    let action = fired.as_ref().map(|r| r.action.clone());
-    let response = match action {
-        None => handle(&mut ctx).await,
-        Some(a @ (FaultAction::Error { .. } | FaultAction::Html { .. })) => match &fired {
-            Some(rule) => injected_error(&a, rule),
-            None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        },
-        Some(FaultAction::Delay { duration }) => {
-            tokio::select! {
+    let (response, delivery) = match inject::plan(fired.as_ref()) {
+        Plan::Handle => (handle(&mut ctx).await, Delivery::Sent),
+        Plan::Respond(resp) => (resp, Delivery::Sent),
+        Plan::Delay(duration) => {
+            let resp = tokio::select! {
                 _ = tokio::time::sleep(duration) => handle(&mut ctx).await,
                 _ = core.shutdown.cancelled() => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-            }
+            };
+            (resp, Delivery::Sent)
         }
-        Some(FaultAction::Hang) => {
+        Plan::Hang => {
             core.shutdown.cancelled().await;
             guard.armed = false;
             return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
-        Some(FaultAction::Reset) => {
-            set_raw(RawAction::Reset);
-            delivery = Delivery::Reset;
-            StatusCode::OK.into_response()
+        Plan::Raw(action, delivery) => {
+            set_raw(action);
+            (StatusCode::OK.into_response(), delivery)
         }
-        Some(FaultAction::EmptyReply) => {
-            set_raw(RawAction::Empty);
-            delivery = Delivery::Empty;
-            StatusCode::OK.into_response()
-        }
-        Some(FaultAction::Garbage { bytes }) => {
-            let raw = bytes.map_or_else(|| Bytes::from_static(DEFAULT_GARBAGE), Bytes::from);
-            set_raw(RawAction::Bytes(raw));
-            delivery = Delivery::Garbage;
-            StatusCode::OK.into_response()
-        }
-        Some(FaultAction::CommitThenDrop) => {
+        Plan::HandleThenDrop => {
             let resp = handle(&mut ctx).await;
             set_raw(RawAction::Empty);
-            delivery = Delivery::Dropped;
-            resp
+            (resp, Delivery::Dropped)
         }
-        Some(FaultAction::Truncate) => {
-            let resp = handle(&mut ctx).await;
-            let (resp, raw) = truncated_bytes(resp).await;
+        Plan::HandleThenTruncate => {
+            let (resp, raw) = inject::truncated_bytes(handle(&mut ctx).await).await;
             set_raw(RawAction::Bytes(raw));
-            delivery = Delivery::Truncated;
-            resp
+            (resp, Delivery::Truncated)
         }
     };
 
