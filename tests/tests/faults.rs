@@ -37,6 +37,15 @@ async fn raw_exchange(env: &Env, request: &str) -> Result<Vec<u8>, std::io::Erro
     }
 }
 
+/// The trace entry of the first `/refresh`.
+fn first_refresh(env: &Env) -> rotary_server::TraceEntry {
+    env.server
+        .trace()
+        .into_iter()
+        .find(|e| e.endpoint == "refresh")
+        .expect("a refresh in the trace")
+}
+
 fn versions_request() -> String {
     "GET /_matrix/client/versions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_owned()
 }
@@ -213,12 +222,7 @@ async fn truncated_body_performs_the_request_and_cuts_the_answer() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap();
     assert_eq!(got.len(), declared / 2, "{head}");
-    let e = env
-        .server
-        .trace()
-        .into_iter()
-        .find(|e| e.endpoint == "refresh")
-        .unwrap();
+    let e = first_refresh(&env);
     assert_eq!((e.status, e.delivery), (Some(200), Delivery::Truncated));
     assert!(e.issued.as_ref().is_some_and(|i| i.refresh_token.is_some()));
 }
@@ -236,12 +240,7 @@ async fn commit_then_drop_rotates_and_the_old_token_recovers_under_synapse() {
         .send()
         .await;
     assert!(lost.is_err(), "the response must be lost");
-    let e = env
-        .server
-        .trace()
-        .into_iter()
-        .find(|e| e.endpoint == "refresh")
-        .unwrap();
+    let e = first_refresh(&env);
     assert_eq!((e.status, e.delivery), (Some(200), Delivery::Dropped));
     let issued = e.issued.unwrap();
     assert_eq!(issued.refresh_token.as_deref(), Some("rt#2"));

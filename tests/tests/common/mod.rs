@@ -60,12 +60,7 @@ impl Env {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req.send().await.expect("request is answered");
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.expect("body");
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        Reply { status, body }
+        Self::reply(req).await
     }
 
     pub async fn raw(&self, method: &str, path: &str, body: impl Into<reqwest::Body>) -> Reply {
