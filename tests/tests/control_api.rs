@@ -244,3 +244,21 @@ async fn trace_entries_snapshot() {
     let trace = env.get("/_rotary/trace", None).await;
     insta::assert_json_snapshot!("trace", redact(&trace.body));
 }
+
+#[tokio::test]
+async fn the_server_stops_when_dropped() {
+    let server = rotary_server::MockHomeserver::builder().start().await.unwrap();
+    let addr = server.addr();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_ok());
+    drop(server);
+    // The listener closes as soon as the accept loop sees the shutdown; allow it a moment.
+    let mut refused = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(refused, "still accepting connections after drop");
+}
