@@ -81,10 +81,10 @@ pub struct TraceEntry {
     pub user_id: Option<String>,
     /// The device the presented token belongs to.
     pub device_id: Option<String>,
-    /// Tokens the response issued.
-    pub issued: Option<IssuedLabels>,
-    /// The fault rule that fired.
-    pub fault: Option<FiredFault>,
+    /// Tokens the response issued (boxed: most requests issue none).
+    pub issued: Option<Box<IssuedLabels>>,
+    /// The fault rule that fired (boxed: most requests meet none).
+    pub fault: Option<Box<FiredFault>>,
     /// How the response was delivered.
     pub delivery: Delivery,
     /// Relevant request fields, e.g. `{"refresh_token": true}` on login, `txn_id` on send.
@@ -177,7 +177,7 @@ impl Trace {
         e.status = done.status;
         e.errcode = done.errcode;
         e.soft_logout = done.soft_logout;
-        e.issued = done.issued;
+        e.issued = done.issued.map(Box::new);
         if done.user_id.is_some() {
             e.user_id = done.user_id;
         }

@@ -418,10 +418,12 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         user_id: owner.as_ref().map(|(u, _)| u.clone()),
         device_id: owner.as_ref().map(|(_, d)| d.clone()),
         issued: None,
-        fault: fired.as_ref().map(|r| FiredFault {
-            id: r.id.unwrap_or(0),
-            name: r.name.clone(),
-            action: r.action.kind().to_owned(),
+        fault: fired.as_ref().map(|r| {
+            Box::new(FiredFault {
+                id: r.id.unwrap_or(0),
+                name: r.name.clone(),
+                action: r.action.kind().to_owned(),
+            })
         }),
         delivery: Delivery::Pending,
         flags,
