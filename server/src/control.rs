@@ -142,6 +142,7 @@ async fn add_faults(State(st): State<ControlState>, body: Bytes) -> ApiResult {
         }
         _ => vec![parse(&body)?],
     };
+    // Check every rule first, so that a bad one in a list adds none of them.
     for rule in &rules {
         rule.validate(&crate::endpoint::endpoint_names())
             .map_err(OpError::from)?;

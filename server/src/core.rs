@@ -225,11 +225,7 @@ impl Core {
         if !store.has_user(&user_id) {
             return Err(OpError::UnknownUser(user.to_owned()));
         }
-        if !store
-            .devices(Some(&user_id))
-            .iter()
-            .any(|d| d.device_id == device_id)
-        {
+        if !store.has_device(&user_id, device_id) {
             return Err(OpError::UnknownSession {
                 user: user.to_owned(),
                 device_id: device_id.to_owned(),

@@ -725,6 +725,11 @@ impl TokenStore {
             .filter(|&d| !self.devices[d as usize].deleted)
     }
 
+    /// Whether the user has this (undeleted) device.
+    pub fn has_device(&self, user_id: &str, device_id: &str) -> bool {
+        self.device_index(user_id, device_id).is_some()
+    }
+
     /// Deletes a device and every token it holds. Returns whether it existed.
     pub fn delete_device(&mut self, user_id: &str, device_id: &str) -> bool {
         let Some(d) = self.device_index(user_id, device_id) else {
