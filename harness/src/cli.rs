@@ -1,5 +1,6 @@
 //! The `rotary` command line: subcommands and their help.
 
+use crate::commands::{ExplainArgs, ListArgs, RunArgs};
 use crate::serve::ServeArgs;
 use clap::{Parser, Subcommand};
 
@@ -10,9 +11,12 @@ use clap::{Parser, Subcommand};
     version,
     about = "Rotary: a mock Matrix homeserver and conformance harness for access-token refresh",
     long_about = "Rotary: a mock Matrix homeserver and conformance harness for access-token refresh.\n\n\
-        `rotary serve` runs a homeserver that behaves like Synapse (or the spec, or MAS) with short\n\
-        token lifetimes, fault injection, a control API at /_rotary and a trace of every request.\n\
-        See `rotary serve --help` and the README.",
+        `rotary run` runs the scenario catalogue against a client (the bundled reference client by\n\
+        default, or yours through `--driver`) and reports pass/fail with the evidence.\n\
+        `rotary list` and `rotary explain ID` show the catalogue.\n\
+        `rotary serve` runs the homeserver alone: Synapse (or the spec, or MAS) with short token\n\
+        lifetimes, fault injection, a control API at /_rotary and a trace of every request.\n\
+        See `rotary <command> --help` and the README.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -27,10 +31,38 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the scenario catalogue against a client and report (default: the reference client).
+    #[command(long_about = RUN_HELP)]
+    Run(RunArgs),
+    /// List the catalogue (`--json` for tools).
+    List(ListArgs),
+    /// Show one scenario: requirement, references, server, faults, steps and checks.
+    Explain(ExplainArgs),
     /// Run the mock homeserver (default: 127.0.0.1:8008, Synapse profile, user alice/wonderland).
     #[command(long_about = SERVE_HELP)]
     Serve(ServeArgs),
+    /// The bundled reference client's driver on stdin/stdout (what `rotary run` starts by default).
+    #[command(hide = true)]
+    ReferenceDriver(rotary_reference::DriverOptions),
 }
+
+const RUN_HELP: &str = "Run the scenario catalogue against a client and report.
+
+Each scenario gets a fresh mock homeserver on an ephemeral port and a fresh driver process; the
+driver speaks Rotary's driver protocol (JSON-RPC on stdin/stdout, see the README). Without
+`--driver` the bundled reference client is used, so this works on a fresh clone.
+
+Verdicts: pass, fail (a `must` check failed), non-strict (a `should` check failed), info,
+skipped (the driver lacks a capability), error (the driver crashed or broke the protocol),
+timeout. Exit code: 0 when every non-skipped `must` scenario passed (or failed as `--expect`
+said), 1 otherwise, 2 on a usage or catalogue error.
+
+Examples:
+  rotary run                                   # everything, reference client
+  rotary run 'concurrency.*' --tag faults      # a selection
+  rotary run --bug refresh-per-401             # the reference client with one of its bugs
+  rotary run --driver 'node my-driver.js' --expect known-failures.txt --json out.json --html report/
+  rotary run --partition 2/4 --junit junit.xml # shard 2 of 4 for a CI matrix";
 
 const SERVE_HELP: &str = "Run the mock homeserver until Ctrl-C.
 

@@ -284,6 +284,7 @@ mod tests {
         argv.extend_from_slice(args);
         match Cli::try_parse_from(argv).unwrap().command {
             Command::Serve(a) => a,
+            other => panic!("not serve: {other:?}"),
         }
     }
 

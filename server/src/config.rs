@@ -164,6 +164,14 @@ pub struct ServerConfig {
     /// Longest `/sync` long-poll the server will hold, whatever `timeout` asks.
     #[serde(with = "duration::required")]
     pub max_sync_timeout: Duration,
+    /// Send `expires_in_ms` in login, register and refresh responses. When off, tokens still
+    /// expire, but the client learns it only from a 401 (the spec makes the field optional).
+    #[serde(default = "yes")]
+    pub send_expires_in_ms: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for ServerConfig {
@@ -197,6 +205,7 @@ impl ServerConfig {
             accept_unstable_refresh_flag: false,
             max_body_bytes: 1024 * 1024,
             max_sync_timeout: Duration::from_secs(60),
+            send_expires_in_ms: true,
         };
         match profile {
             Profile::Synapse => synapse,

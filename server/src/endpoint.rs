@@ -252,6 +252,9 @@ pub enum Classified {
     },
     /// A known endpoint that does not take this method (405 `M_UNRECOGNIZED`).
     MethodNotAllowed(Endpoint),
+    /// A known endpoint's path that the current knobs do not serve, e.g. `/refresh` on a server
+    /// without refresh support (404 `M_UNRECOGNIZED`, but the trace still names the endpoint).
+    Unserved(Endpoint),
     /// No such endpoint (404 `M_UNRECOGNIZED`).
     NotFound,
 }
@@ -260,7 +263,9 @@ impl Classified {
     /// The endpoint name for traces and fault rules.
     pub fn name(&self) -> &'static str {
         match self {
-            Classified::Found { endpoint, .. } | Classified::MethodNotAllowed(endpoint) => endpoint.name(),
+            Classified::Found { endpoint, .. }
+            | Classified::MethodNotAllowed(endpoint)
+            | Classified::Unserved(endpoint) => endpoint.name(),
             Classified::NotFound => "unknown",
         }
     }
@@ -309,7 +314,8 @@ fn extract_params(pattern: &[&str], segments: &[&str]) -> Vec<String> {
 /// let cfg = ServerConfig::default();
 /// assert!(matches!(classify("/_matrix/client/v3/refresh", "POST", &cfg), Classified::Found { endpoint: Endpoint::Refresh, .. }));
 /// assert_eq!(classify("/_matrix/client/v3/refresh", "GET", &cfg), Classified::MethodNotAllowed(Endpoint::Refresh));
-/// assert_eq!(classify("/_matrix/client/v1/refresh", "POST", &cfg), Classified::NotFound);
+/// // Switched off by a knob: 404, but the trace still says `refresh`.
+/// assert_eq!(classify("/_matrix/client/v1/refresh", "POST", &cfg), Classified::Unserved(Endpoint::Refresh));
 /// ```
 pub fn classify(path: &str, method: &str, cfg: &ServerConfig) -> Classified {
     match path {
@@ -317,18 +323,20 @@ pub fn classify(path: &str, method: &str, cfg: &ServerConfig) -> Classified {
         "/.well-known/matrix/client" => return found_or_405(Endpoint::WellKnown, method, &["GET"]),
         _ => {}
     }
-    if cfg.refresh_enabled() {
-        let served = match path {
-            "/_matrix/client/r0/refresh"
-            | "/_matrix/client/v3/refresh"
-            | "/_matrix/client/unstable/refresh" => true,
-            "/_matrix/client/v1/refresh" => cfg.serve_v1_refresh,
-            "/_matrix/client/unstable/org.matrix.msc2918/refresh" => cfg.serve_unstable_refresh,
-            _ => false,
-        };
-        if served {
-            return found_or_405(Endpoint::Refresh, method, &["POST"]);
+    let served = match path {
+        "/_matrix/client/r0/refresh" | "/_matrix/client/v3/refresh" | "/_matrix/client/unstable/refresh" => {
+            Some(cfg.refresh_enabled())
         }
+        "/_matrix/client/v1/refresh" => Some(cfg.refresh_enabled() && cfg.serve_v1_refresh),
+        "/_matrix/client/unstable/org.matrix.msc2918/refresh" => {
+            Some(cfg.refresh_enabled() && cfg.serve_unstable_refresh)
+        }
+        _ => None,
+    };
+    match served {
+        Some(true) => return found_or_405(Endpoint::Refresh, method, &["POST"]),
+        Some(false) => return Classified::Unserved(Endpoint::Refresh),
+        None => {}
     }
     let Some((prefix, rest)) = PREFIXES.iter().find_map(|p| {
         path.strip_prefix(p)
@@ -444,7 +452,7 @@ mod tests {
                 "POST",
                 &cfg
             ),
-            Classified::NotFound
+            Classified::Unserved(Endpoint::Refresh)
         );
         cfg.serve_v1_refresh = true;
         cfg.serve_unstable_refresh = true;
@@ -463,7 +471,7 @@ mod tests {
         let off = ServerConfig::for_profile(Profile::NoRefresh);
         assert_eq!(
             classify("/_matrix/client/v3/refresh", "POST", &off),
-            Classified::NotFound
+            Classified::Unserved(Endpoint::Refresh)
         );
     }
 }

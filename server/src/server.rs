@@ -340,6 +340,27 @@ impl MockHomeserver {
             .len()
     }
 
+    /// The ids of the events of `event_type` a room holds, in order.
+    pub fn event_ids(&self, room_id: &str, event_type: &str) -> Vec<String> {
+        crate::core::lock(&self.core.rooms)
+            .events_of_type(room_id, event_type)
+            .into_iter()
+            .map(|e| e.event_id.clone())
+            .collect()
+    }
+
+    /// How many requests the trace holds (cheap: no copy).
+    pub fn trace_len(&self) -> u64 {
+        self.core.trace.len() as u64
+    }
+
+    /// A function that reads the trace length from any thread, for as long as it lives (it
+    /// keeps the server's state, not the server, alive).
+    pub fn trace_len_reader(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let core = Arc::clone(&self.core);
+        move || core.trace.len() as u64
+    }
+
     /// Adds a fault rule; returns its id.
     pub fn add_fault(&self, rule: FaultRule) -> Result<u64, OpError> {
         self.core.add_fault(rule)

@@ -7,7 +7,7 @@
 use crate::config::{ReusePolicy, ServerConfig};
 use crate::token::{TokenKind, check_token_shape, generate_token};
 use rand::RngExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +67,7 @@ pub enum RegisterError {
 }
 
 /// State of an access token at one instant, as the trace shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AccessState {
     /// It authenticates.
@@ -83,7 +83,7 @@ pub enum AccessState {
 }
 
 /// State of a refresh token at one instant, as the trace shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RefreshState {
     /// The newest refresh token of its session.
@@ -101,7 +101,7 @@ pub enum RefreshState {
 }
 
 /// A token as the trace names it: a label and its state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenView<S> {
     /// `at#3`, `rt#2`, or `at#?`/`rt#?` for a token the server never issued.
     pub label: String,

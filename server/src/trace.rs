@@ -1,13 +1,13 @@
 //! The request trace: every client request in arrival order, with token labels and states, never raw tokens.
 
 use crate::store::{AccessState, RefreshState, TokenView};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// How the response reached the client — or did not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Delivery {
     /// Still being handled (a long-poll, a delay, or a hang).
@@ -29,7 +29,7 @@ pub enum Delivery {
 }
 
 /// Tokens a request was issued, by label.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedLabels {
     /// Label of the new access token.
     pub access_token: Option<String>,
@@ -42,7 +42,7 @@ pub struct IssuedLabels {
 }
 
 /// The fault rule that fired on a request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FiredFault {
     /// The rule's id.
     pub id: u64,
@@ -53,7 +53,7 @@ pub struct FiredFault {
 }
 
 /// One request as the trace records it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceEntry {
     /// Arrival order, from 1.
     pub seq: u64,
@@ -91,6 +91,10 @@ pub struct TraceEntry {
     pub flags: BTreeMap<String, serde_json::Value>,
     /// Real time from arrival to the end of handling, in ms.
     pub duration_ms: Option<i64>,
+    /// How many requests had arrived when this one finished handling (its own `seq` included).
+    /// A request with a greater `seq` arrived after this response was produced, so
+    /// `later.seq > done_seq` proves the client could have read the response before sending it.
+    pub done_seq: Option<u64>,
 }
 
 /// What a finished request adds to its entry.
@@ -167,6 +171,7 @@ impl Trace {
     /// Adds a request's outcome to its entry.
     pub fn finish(&self, seq: u64, done: Completion) {
         let mut c = self.lock();
+        let arrived = c.len as u64;
         let Some(e) = usize::try_from(seq)
             .ok()
             .and_then(|s| s.checked_sub(1))
@@ -187,6 +192,7 @@ impl Trace {
         e.delivery = done.delivery.unwrap_or(Delivery::Sent);
         e.duration_ms = Some(done.duration_ms);
         e.flags.extend(done.flags);
+        e.done_seq = Some(arrived);
     }
 
     /// Entries with `seq` greater than `after`, in order.
@@ -247,6 +253,7 @@ mod tests {
             delivery: Delivery::Pending,
             flags: BTreeMap::new(),
             duration_ms: None,
+            done_seq: None,
         }
     }
 

@@ -109,7 +109,9 @@ impl Ctx {
         if let Some(rt) = &issued.refresh_token {
             body.insert("refresh_token".into(), json!(rt));
         }
-        if let Some(ms) = expires_in {
+        if let Some(ms) = expires_in
+            && self.cfg.send_expires_in_ms
+        {
             body.insert("expires_in_ms".into(), json!(ms));
         }
         body
@@ -428,6 +430,7 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         delivery: Delivery::Pending,
         flags,
         duration_ms: None,
+        done_seq: None,
     });
     let mut guard = FinishGuard {
         core: core.clone(),
@@ -439,7 +442,7 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
     let (target, params) = match classified {
         Classified::Found { endpoint, params } => (Ok(endpoint), params),
         Classified::MethodNotAllowed(_) => (Err(MatrixError::method_not_allowed()), Vec::new()),
-        Classified::NotFound => (Err(MatrixError::unrecognized()), Vec::new()),
+        Classified::NotFound | Classified::Unserved(_) => (Err(MatrixError::unrecognized()), Vec::new()),
     };
     let mut ctx = Ctx {
         core: core.clone(),

@@ -310,7 +310,9 @@ pub(super) fn refresh(ctx: &mut Ctx) -> HandlerResult {
         .map_err(|e| refresh_error(&ctx.cfg, e))?;
     // Synapse computes expires_in_ms from the same `now` it used for the expiry: exact.
     let mut out = ctx.issued_body(&issued);
-    if let Some(v) = issued.valid_until_ms {
+    if let Some(v) = issued.valid_until_ms
+        && ctx.cfg.send_expires_in_ms
+    {
         out.insert("expires_in_ms".into(), json!(v - now));
         if let Some(i) = ctx.done.issued.as_mut() {
             i.expires_in_ms = Some(v - now);

@@ -1,0 +1,941 @@
+//! The reference client: a small Matrix client that handles access-token refresh correctly.
+//!
+//! How it stays correct, in one place (each point names the bug switch that breaks it):
+//!
+//! - **One refresh at a time** (`refresh-per-401`). A refresh runs under `refresh_gate`, an async
+//!   mutex. Every authenticated request passes through the gate before it reads the access token, so
+//!   requests issued during a refresh wait for it and then use the new token
+//!   (`old-token-after-refresh`). Each refresh run bumps `refresh_epoch` and leaves its outcome in
+//!   `last_refresh`. A request that needs a refresh notes the epoch; if a run ended while it waited
+//!   for the gate, it takes that run's outcome (success or failure) instead of refreshing again.
+//! - **A 401 is retried** (`no-retry`) with the new token, after a refresh or — if another request
+//!   already replaced the token this one used (`generation` moved on) — without one. At most
+//!   [`MAX_REFRESH_ROUNDS`] refresh-and-retry rounds per request (`retry-forever`).
+//! - **Preemptive refresh** (`no-preempt`) when less than the margin is left, the margin being capped
+//!   at half the token's lifetime (`preempt-storm`, `missing-expiry-is-zero`).
+//! - **Rotated tokens are persisted before they are used** (`no-persist`), and the refresh token is
+//!   kept when a refresh response carries none (`drop-refresh-token`); a refresh always presents the
+//!   current refresh token (`stale-refresh-token`).
+//! - **Only a definite "no" ends the session** (`logout-on-transient`, `swallow-refresh-failure`):
+//!   transient failures are retried with backoff (`ignore-retry-after`) and the same refresh token;
+//!   a Matrix 4xx logs out, softly when the server says so (`ignore-soft-logout`), and a logged-out
+//!   client makes no more requests (`keep-tokens-after-logout`). Without a refresh token a 401 ends
+//!   the session at once (`refresh-without-token`).
+//! - **Sends are idempotent**: a send retried after a network error reuses its transaction id
+//!   (`new-txn-on-retry`). Logins ask for a refresh token when told to (`no-refresh-request`).
+
+use rand::RngExt;
+use reqwest::{Method, Url};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+use crate::api::{self, Call, Reply};
+use crate::bugs::{Bug, Bugs};
+use crate::error::ClientError;
+use crate::persist::{PersistedSession, SessionStore};
+use crate::refresh::{self, RefreshOutcome, RefreshedTokens};
+use crate::session::{Expiry, SessionData};
+
+/// Default preemptive-refresh margin.
+pub const DEFAULT_MARGIN: Duration = Duration::from_secs(60);
+/// Default time limit of one `/refresh` request.
+pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time limit of any other request (a sync adds its long-poll timeout).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default number of `/refresh` attempts before a transient failure is given up.
+pub const DEFAULT_MAX_REFRESH_ATTEMPTS: u32 = 4;
+/// Refresh-and-retry rounds one request may go through after 401s.
+pub const MAX_REFRESH_ROUNDS: u32 = 2;
+/// Retries of a request whose token was replaced by someone else while it was out.
+const MAX_STALE_RETRIES: u32 = 4;
+/// Extra attempts of a send after a network error.
+const SEND_NETWORK_RETRIES: u32 = 2;
+
+/// How a [`Client`] is set up.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The homeserver's base URL, e.g. `http://127.0.0.1:8008`.
+    pub homeserver_url: String,
+    /// Where to persist the session; `None` = keep it in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Refresh when less than this is left of the access token's lifetime (capped at half of it).
+    pub margin: Duration,
+    /// Time limit of one `/refresh` request.
+    pub refresh_timeout: Duration,
+    /// Time limit of other requests; a sync adds its `timeout_ms`.
+    pub request_timeout: Duration,
+    /// `/refresh` attempts before a transient failure is given up.
+    pub max_refresh_attempts: u32,
+    /// Active bug switches.
+    pub bugs: Bugs,
+}
+
+impl ClientConfig {
+    /// The defaults for a homeserver, with no state dir and no bug.
+    pub fn new(homeserver_url: impl Into<String>) -> ClientConfig {
+        ClientConfig {
+            homeserver_url: homeserver_url.into(),
+            state_dir: None,
+            margin: DEFAULT_MARGIN,
+            refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_refresh_attempts: DEFAULT_MAX_REFRESH_ATTEMPTS,
+            bugs: Bugs::NONE,
+        }
+    }
+}
+
+/// Something the application should know about, reported as it happens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// New tokens were adopted (and persisted, if the client persists).
+    SessionChanged {
+        /// The access token now held.
+        access_token: Option<String>,
+        /// The refresh token now held.
+        refresh_token: Option<String>,
+    },
+    /// The client decided the session is over.
+    LoggedOut {
+        /// The device may log in again and keep its data.
+        soft_logout: bool,
+    },
+    /// Something worth a line in the report.
+    Log(String),
+}
+
+/// Receives [`ClientEvent`]s. Called synchronously, sometimes with the client's state locked: it
+/// must return quickly and must not call back into the client.
+pub type EventSink = Arc<dyn Fn(ClientEvent) + Send + Sync>;
+
+/// Who logged in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoginInfo {
+    /// The full user id.
+    pub user_id: String,
+    /// The device id.
+    pub device_id: String,
+}
+
+/// The tokens the client holds now (`None` when it holds none, e.g. after a logout).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tokens {
+    /// The access token.
+    pub access_token: Option<String>,
+    /// The refresh token.
+    pub refresh_token: Option<String>,
+}
+
+/// The session as the client holds it.
+#[derive(Clone, Debug)]
+struct Held {
+    user_id: String,
+    device_id: String,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    /// The refresh token the session started with (only the `stale-refresh-token` bug reads it).
+    first_refresh_token: Option<String>,
+    expiry: Option<Expiry>,
+    /// `Some(soft)` once a logout happened.
+    logged_out: Option<bool>,
+}
+
+impl Held {
+    fn new(data: SessionData, expiry: Option<Expiry>) -> Held {
+        Held {
+            user_id: data.user_id,
+            device_id: data.device_id,
+            access_token: Some(data.access_token),
+            first_refresh_token: data.refresh_token.clone(),
+            refresh_token: data.refresh_token,
+            expiry,
+            logged_out: None,
+        }
+    }
+
+    fn tokens(&self) -> Tokens {
+        Tokens {
+            access_token: self.access_token.clone(),
+            refresh_token: self.refresh_token.clone(),
+        }
+    }
+
+    fn persisted(&self) -> Option<PersistedSession> {
+        let (expires_at_unix_ms, lifetime_ms) = PersistedSession::expiry_to_wall(self.expiry);
+        Some(PersistedSession {
+            user_id: self.user_id.clone(),
+            device_id: self.device_id.clone(),
+            access_token: self.access_token.clone()?,
+            refresh_token: self.refresh_token.clone(),
+            expires_at_unix_ms,
+            lifetime_ms,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    session: Option<Held>,
+    /// Bumped whenever the access token changes: tells a request whether its token is still current.
+    generation: u64,
+    /// Bumped when a shared refresh run ends; its outcome is `last_refresh`.
+    refresh_epoch: u64,
+    last_refresh: Result<(), ClientError>,
+}
+
+/// What a request read before it was sent.
+#[derive(Clone, Debug)]
+struct Captured {
+    access_token: String,
+    refresh_token: Option<String>,
+    expiry: Option<Expiry>,
+    generation: u64,
+    epoch: u64,
+}
+
+/// Whether a refresh call ran the refresh or took the outcome of one that ran meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RefreshRun {
+    Performed,
+    Joined,
+}
+
+/// What to do after a 401 `M_UNKNOWN_TOKEN`.
+enum After401 {
+    /// The token was replaced meanwhile: send again with the current one.
+    RetryCurrent,
+    /// Refresh, then send again; the refresh epoch at the time of the 401.
+    Refresh { epoch: u64 },
+    /// No refresh token, but the `refresh-without-token` bug calls `/refresh` anyway.
+    RefreshWithEmptyToken,
+    /// The session is over (or was already).
+    Over(ClientError),
+}
+
+/// Why an authenticated request failed: a network failure of the request itself (which a send may
+/// retry) or anything else.
+#[derive(Debug)]
+enum CallFailure {
+    Transport(ClientError),
+    Failed(ClientError),
+}
+
+impl From<CallFailure> for ClientError {
+    fn from(f: CallFailure) -> ClientError {
+        match f {
+            CallFailure::Transport(e) | CallFailure::Failed(e) => e,
+        }
+    }
+}
+
+/// A refresh-aware Matrix client. Cheap to share behind an `Arc`; every method takes `&self` and
+/// may run concurrently with the others.
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    config: ClientConfig,
+    store: Option<SessionStore>,
+    events: EventSink,
+    state: Mutex<State>,
+    /// Held for the whole of a refresh run (see the module docs).
+    refresh_gate: tokio::sync::Mutex<()>,
+    txn_prefix: String,
+    txn_counter: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("bugs", &self.config.bugs.names())
+            .finish_non_exhaustive()
+    }
+}
+
+fn no_session() -> ClientError {
+    ClientError::Other("no session: log in, register, restore or resume first".into())
+}
+
+fn string_field(body: &Value, name: &str) -> Result<String, ClientError> {
+    body.get(name)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| ClientError::Other(format!("the response has no string `{name}`")))
+}
+
+/// Reads a login or registration response.
+fn parse_login(reply: Reply) -> Result<SessionData, ClientError> {
+    let body = reply.into_success_body()?;
+    Ok(SessionData {
+        user_id: string_field(&body, "user_id")?,
+        device_id: string_field(&body, "device_id")?,
+        access_token: string_field(&body, "access_token")?,
+        refresh_token: body
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        expires_in: refresh::expires_in(&body),
+    })
+}
+
+impl Client {
+    /// A client for `config.homeserver_url`; `events` receives [`ClientEvent`]s.
+    pub fn new(config: ClientConfig, events: EventSink) -> Result<Client, ClientError> {
+        let base = Url::parse(&config.homeserver_url).map_err(|e| {
+            ClientError::Other(format!("bad homeserver URL {:?}: {e}", config.homeserver_url))
+        })?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("rotary-reference/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Other(format!("cannot build the HTTP client: {e}")))?;
+        // Transaction ids must stay unique across driver restarts: a random prefix per process.
+        let txn_prefix = format!("rr{:016x}", rand::rng().random::<u64>());
+        Ok(Client {
+            http,
+            base,
+            store: config.state_dir.clone().map(SessionStore::new),
+            config,
+            events,
+            state: Mutex::new(State {
+                session: None,
+                generation: 0,
+                refresh_epoch: 0,
+                last_refresh: Ok(()),
+            }),
+            refresh_gate: tokio::sync::Mutex::new(()),
+            txn_prefix,
+            txn_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The active bug switches.
+    pub fn bugs(&self) -> Bugs {
+        self.config.bugs
+    }
+
+    /// The tokens held now.
+    pub fn tokens(&self) -> Tokens {
+        self.state()
+            .session
+            .as_ref()
+            .map(Held::tokens)
+            .unwrap_or_default()
+    }
+
+    /// The user and device of the session, if there is one.
+    pub fn who(&self) -> Option<LoginInfo> {
+        self.state().session.as_ref().map(|h| LoginInfo {
+            user_id: h.user_id.clone(),
+            device_id: h.device_id.clone(),
+        })
+    }
+
+    // ----- starting a session -------------------------------------------------------------------
+
+    /// Logs in with a password (`m.login.password`), asking for a refresh token if `refresh_token`.
+    pub async fn login(
+        &self,
+        user: &str,
+        password: &str,
+        refresh_token: bool,
+        device_id: Option<&str>,
+    ) -> Result<LoginInfo, ClientError> {
+        let mut body = json!({
+            "type": "m.login.password",
+            "identifier": {"type": "m.id.user", "user": user},
+            "password": password,
+            "refresh_token": refresh_token && !self.bug(Bug::NoRefreshRequest),
+        });
+        if let Some(device_id) = device_id {
+            body["device_id"] = json!(device_id);
+        }
+        let call = self.call(
+            Method::POST,
+            &["v3", "login"],
+            Some(body),
+            self.config.request_timeout,
+        )?;
+        let reply = api::execute(&self.http, &call, None).await?;
+        let received = Instant::now();
+        if !reply.is_success() {
+            return Err(reply.to_error());
+        }
+        let data = parse_login(reply)?;
+        info!(user_id = %data.user_id, device_id = %data.device_id, refresh = data.refresh_token.is_some(), "logged in");
+        Ok(self.start_session(data, received, true))
+    }
+
+    /// Registers a user with `m.login.dummy` auth, asking for a refresh token if `refresh_token`.
+    pub async fn register(
+        &self,
+        user: &str,
+        password: &str,
+        refresh_token: bool,
+    ) -> Result<LoginInfo, ClientError> {
+        let mut body = json!({
+            "username": user,
+            "password": password,
+            "refresh_token": refresh_token && !self.bug(Bug::NoRefreshRequest),
+            "auth": {"type": "m.login.dummy"},
+        });
+        let call = self.call(
+            Method::POST,
+            &["v3", "register"],
+            Some(body.clone()),
+            self.config.request_timeout,
+        )?;
+        let mut reply = api::execute(&self.http, &call, None).await?;
+        // A server may insist on a user-interactive-auth session first: complete the dummy stage in it.
+        if reply.status == 401 && reply.body.as_ref().is_some_and(|b| b.get("flows").is_some()) {
+            let session = reply.str_field("session").map(str::to_owned);
+            body["auth"] = json!({"type": "m.login.dummy", "session": session});
+            let call = Call {
+                body: Some(body),
+                ..call
+            };
+            reply = api::execute(&self.http, &call, None).await?;
+        }
+        let received = Instant::now();
+        if !reply.is_success() {
+            return Err(reply.to_error());
+        }
+        let data = parse_login(reply)?;
+        info!(user_id = %data.user_id, device_id = %data.device_id, "registered");
+        Ok(self.start_session(data, received, true))
+    }
+
+    /// Takes over a session the application already has; `expires_in` counts from now.
+    pub fn restore(&self, data: SessionData) {
+        info!(user_id = %data.user_id, device_id = %data.device_id, "restoring a session");
+        self.start_session(data, Instant::now(), true);
+    }
+
+    /// Loads the session an earlier process persisted in the state dir.
+    pub fn resume(&self) -> Result<LoginInfo, ClientError> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or_else(|| ClientError::Other("no state dir to resume a session from".into()))?;
+        let saved = store
+            .load()
+            .map_err(|e| ClientError::Other(e.to_string()))?
+            .ok_or_else(|| {
+                ClientError::Other(format!("no session persisted in {}", store.path().display()))
+            })?;
+        let expiry = saved.expiry();
+        let held = Held::new(
+            SessionData {
+                user_id: saved.user_id,
+                device_id: saved.device_id,
+                access_token: saved.access_token,
+                refresh_token: saved.refresh_token,
+                expires_in: None,
+            },
+            expiry,
+        );
+        info!(user_id = %held.user_id, device_id = %held.device_id, "resumed the persisted session");
+        Ok(self.adopt_session(held, false))
+    }
+
+    fn start_session(&self, data: SessionData, received: Instant, persist: bool) -> LoginInfo {
+        let expiry = Expiry::on_receipt(received, data.expires_in, self.bug(Bug::MissingExpiryIsZero));
+        self.adopt_session(Held::new(data, expiry), persist)
+    }
+
+    /// Persists (if asked) and then adopts a whole new session.
+    fn adopt_session(&self, held: Held, persist: bool) -> LoginInfo {
+        if persist {
+            self.persist(&held);
+        }
+        let info = LoginInfo {
+            user_id: held.user_id.clone(),
+            device_id: held.device_id.clone(),
+        };
+        let mut st = self.state();
+        let tokens = held.tokens();
+        st.session = Some(held);
+        st.generation += 1;
+        self.emit(ClientEvent::SessionChanged {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+        });
+        info
+    }
+
+    // ----- requests -----------------------------------------------------------------------------
+
+    /// `GET /account/whoami`: the user id.
+    pub async fn whoami(&self) -> Result<String, ClientError> {
+        let call = self.call(
+            Method::GET,
+            &["v3", "account", "whoami"],
+            None,
+            self.config.request_timeout,
+        )?;
+        let body = self.authed(&call, true).await?;
+        string_field(&body, "user_id")
+    }
+
+    /// `GET /sync`, long-polling up to `timeout`: the `next_batch` token.
+    pub async fn sync(&self, timeout: Duration, since: Option<&str>) -> Result<String, ClientError> {
+        let mut call = self.call(
+            Method::GET,
+            &["v3", "sync"],
+            None,
+            self.config.request_timeout + timeout,
+        )?;
+        {
+            let mut query = call.url.query_pairs_mut();
+            query.append_pair("timeout", &timeout.as_millis().to_string());
+            if let Some(since) = since {
+                query.append_pair("since", since);
+            }
+        }
+        let body = self.authed(&call, true).await?;
+        string_field(&body, "next_batch")
+    }
+
+    /// Sends an `m.text` message: the event id. A send that fails on the network is retried with the
+    /// same transaction id, so the server can tell it is the same message.
+    pub async fn send_text(&self, room_id: &str, text: &str) -> Result<String, ClientError> {
+        let content = json!({"msgtype": "m.text", "body": text});
+        let mut txn_id = self.next_txn_id();
+        let mut failures = 0;
+        loop {
+            let path = ["v3", "rooms", room_id, "send", "m.room.message", txn_id.as_str()];
+            let call = self.call(
+                Method::PUT,
+                &path,
+                Some(content.clone()),
+                self.config.request_timeout,
+            )?;
+            match self.authed(&call, true).await {
+                Ok(body) => return string_field(&body, "event_id"),
+                Err(CallFailure::Transport(e)) if failures < SEND_NETWORK_RETRIES => {
+                    failures += 1;
+                    warn!(%txn_id, error = %e, "send failed on the network; retrying");
+                    if self.bug(Bug::NewTxnOnRetry) {
+                        txn_id = self.next_txn_id();
+                    }
+                    tokio::time::sleep(refresh::retry_delay(failures, None, false)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// `POST /logout`. Afterwards the client holds no tokens and the persisted session is gone. The
+    /// application asked for it, so no [`ClientEvent::LoggedOut`] is reported.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        let call = self.call(
+            Method::POST,
+            &["v3", "logout"],
+            Some(json!({})),
+            self.config.request_timeout,
+        )?;
+        // No preemptive refresh: there is no point in refreshing a token only to log it out.
+        self.authed(&call, false).await?;
+        {
+            let mut st = self.state();
+            if let Some(held) = st.session.as_mut() {
+                held.logged_out = Some(false);
+                if !self.bug(Bug::KeepTokensAfterLogout) {
+                    held.access_token = None;
+                    held.refresh_token = None;
+                    held.first_refresh_token = None;
+                    held.expiry = None;
+                }
+            }
+        }
+        self.delete_persisted();
+        info!("logged out");
+        Ok(())
+    }
+
+    /// Sends an authenticated request, refreshing before it (near expiry) and after a 401 as needed.
+    async fn authed(&self, call: &Call, preempt: bool) -> Result<Value, CallFailure> {
+        let mut rounds = 0u32;
+        let mut stale_retries = 0u32;
+        // Only set by the `old-token-after-refresh` bug: the token to send next.
+        let mut carried: Option<Captured> = None;
+        loop {
+            let cap = match carried.take() {
+                Some(cap) => cap,
+                None => self.prepare(preempt).await.map_err(CallFailure::Failed)?,
+            };
+            debug!(method = %call.method, path = call.url.path(), "request");
+            let reply = api::execute(&self.http, call, Some(&cap.access_token))
+                .await
+                .map_err(CallFailure::Transport)?;
+            if reply.is_success() {
+                return reply.into_success_body().map_err(CallFailure::Failed);
+            }
+            if !reply.is_unknown_token() {
+                return Err(CallFailure::Failed(reply.to_error()));
+            }
+            let rejected = reply.to_error();
+            let may_refresh_again = rounds < MAX_REFRESH_ROUNDS || self.bug(Bug::RetryForever);
+            match self.after_401(&cap, reply.soft_logout()) {
+                After401::Over(e) => return Err(CallFailure::Failed(e)),
+                After401::RetryCurrent => {
+                    stale_retries += 1;
+                    if stale_retries > MAX_STALE_RETRIES {
+                        return Err(CallFailure::Failed(rejected));
+                    }
+                    debug!("the token was replaced while the request was out; retrying with the current one");
+                }
+                After401::RefreshWithEmptyToken => {
+                    if !may_refresh_again {
+                        return Err(CallFailure::Failed(rejected));
+                    }
+                    rounds += 1;
+                    self.run_refresh(Some(String::new()))
+                        .await
+                        .map_err(CallFailure::Failed)?;
+                }
+                After401::Refresh { epoch } => {
+                    if !may_refresh_again {
+                        warn!(rounds, "still 401 after refreshing; giving up on this request");
+                        return Err(CallFailure::Failed(rejected));
+                    }
+                    rounds += 1;
+                    let run = self
+                        .refresh_for(epoch, cap.refresh_token.clone())
+                        .await
+                        .map_err(CallFailure::Failed)?;
+                    if self.bug(Bug::NoRetry) {
+                        return Err(CallFailure::Failed(rejected));
+                    }
+                    if run == RefreshRun::Joined && self.bug(Bug::OldTokenAfterRefresh) {
+                        carried = Some(cap);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the token for a request: waits for a refresh in flight, and refreshes first if the
+    /// token is about to expire.
+    async fn prepare(&self, preempt: bool) -> Result<Captured, ClientError> {
+        let early = self.capture()?;
+        if !self.bug(Bug::RefreshPer401) {
+            // Wait until no refresh is running.
+            drop(self.refresh_gate.lock().await);
+        }
+        let mut cap = self.capture()?;
+        let wants_refresh = preempt
+            && !self.bug(Bug::NoPreempt)
+            && cap.refresh_token.is_some()
+            && cap.expiry.is_some_and(|e| {
+                e.wants_refresh(Instant::now(), self.config.margin, self.bug(Bug::PreemptStorm))
+            });
+        if wants_refresh {
+            debug!("access token near expiry; refreshing first");
+            match self.refresh_for(cap.epoch, cap.refresh_token.clone()).await {
+                Ok(_) => cap = self.capture()?,
+                Err(e) if e.is_logout() => return Err(e),
+                Err(e) => {
+                    if cap.expiry.is_some_and(|x| x.has_passed(Instant::now())) {
+                        return Err(e);
+                    }
+                    // The old token is still good for a while: use it, refresh again next time.
+                    warn!(error = %e, "preemptive refresh failed; using the current token");
+                }
+            }
+        }
+        if self.bug(Bug::OldTokenAfterRefresh) && early.generation != cap.generation {
+            return Ok(early);
+        }
+        Ok(cap)
+    }
+
+    fn capture(&self) -> Result<Captured, ClientError> {
+        let st = self.state();
+        let held = st.session.as_ref().ok_or_else(no_session)?;
+        if let Some(soft) = held.logged_out
+            && !self.bug(Bug::KeepTokensAfterLogout)
+        {
+            return Err(ClientError::LoggedOut { soft });
+        }
+        let access_token = held.access_token.clone().ok_or(ClientError::LoggedOut {
+            soft: held.logged_out.unwrap_or(false),
+        })?;
+        Ok(Captured {
+            access_token,
+            refresh_token: held.refresh_token.clone(),
+            expiry: held.expiry,
+            generation: st.generation,
+            epoch: st.refresh_epoch,
+        })
+    }
+
+    /// Decides, in one look at the state, what a 401 on a request sent with `cap` means.
+    fn after_401(&self, cap: &Captured, soft_logout: bool) -> After401 {
+        let per_401 = self.bug(Bug::RefreshPer401);
+        let mut st = self.state();
+        let Some(held) = st.session.as_ref() else {
+            return After401::Over(no_session());
+        };
+        if let Some(soft) = held.logged_out
+            && !self.bug(Bug::KeepTokensAfterLogout)
+        {
+            return After401::Over(ClientError::LoggedOut { soft });
+        }
+        if !per_401 && st.generation != cap.generation {
+            return After401::RetryCurrent;
+        }
+        let has_refresh_token = if per_401 {
+            cap.refresh_token.is_some()
+        } else {
+            held.refresh_token.is_some()
+        };
+        if has_refresh_token {
+            After401::Refresh {
+                epoch: st.refresh_epoch,
+            }
+        } else if self.bug(Bug::RefreshWithoutToken) {
+            After401::RefreshWithEmptyToken
+        } else {
+            info!("401 and no refresh token: the session is over");
+            After401::Over(self.logout_locked(&mut st, soft_logout))
+        }
+    }
+
+    // ----- refresh ------------------------------------------------------------------------------
+
+    /// Refreshes for a request that found it needed to when the refresh epoch was `epoch`: runs the
+    /// refresh, or, if a run ended since (i.e. while this request waited for the gate), takes its
+    /// outcome. `read_token` is the refresh token the request read (only `refresh-per-401` uses it).
+    async fn refresh_for(&self, epoch: u64, read_token: Option<String>) -> Result<RefreshRun, ClientError> {
+        if self.bug(Bug::RefreshPer401) {
+            // Each request on its own, with the refresh token it read.
+            let token = read_token.unwrap_or_default();
+            return self
+                .run_refresh(Some(token))
+                .await
+                .map(|()| RefreshRun::Performed);
+        }
+        let _gate = self.refresh_gate.lock().await;
+        {
+            let st = self.state();
+            if st.refresh_epoch != epoch {
+                debug!("a refresh ran while this request waited; sharing its outcome");
+                return st.last_refresh.clone().map(|()| RefreshRun::Joined);
+            }
+        }
+        let outcome = self.run_refresh(None).await;
+        let mut st = self.state();
+        st.refresh_epoch += 1;
+        st.last_refresh = outcome.clone();
+        outcome.map(|()| RefreshRun::Performed)
+    }
+
+    /// One refresh run: attempts `/refresh` until it succeeds, fails definitively, or the attempts run
+    /// out. `presented` overrides the refresh token to present.
+    async fn run_refresh(&self, presented: Option<String>) -> Result<(), ClientError> {
+        let token = match presented {
+            Some(token) => token,
+            None => {
+                let st = self.state();
+                let held = st.session.as_ref().ok_or_else(no_session)?;
+                let token = if self.bug(Bug::StaleRefreshToken) {
+                    &held.first_refresh_token
+                } else {
+                    &held.refresh_token
+                };
+                token
+                    .clone()
+                    .ok_or_else(|| ClientError::Other("no refresh token".into()))?
+            }
+        };
+        let forever = self.bug(Bug::RetryForever);
+        let no_wait = self.bug(Bug::IgnoreRetryAfter);
+        let max_attempts = self.config.max_refresh_attempts.max(1);
+        let mut failures = 0u32;
+        loop {
+            let outcome = self.refresh_once(&token).await;
+            let received = Instant::now();
+            match outcome {
+                RefreshOutcome::Tokens(tokens) => {
+                    self.adopt_refreshed(tokens, received);
+                    return Ok(());
+                }
+                RefreshOutcome::Transient { error, retry_after } => {
+                    failures += 1;
+                    if self.bug(Bug::LogoutOnTransient) {
+                        warn!(%error, "refresh failed; taking it as the end of the session");
+                        let mut st = self.state();
+                        return Err(self.logout_locked(&mut st, false));
+                    }
+                    if failures >= max_attempts && !forever {
+                        warn!(%error, failures, "refresh failed; giving up for now, tokens kept");
+                        return Err(error);
+                    }
+                    let wait = refresh::retry_delay(failures, retry_after, no_wait);
+                    info!(%error, failures, ?wait, "refresh failed; retrying with the same refresh token");
+                    tokio::time::sleep(wait).await;
+                }
+                RefreshOutcome::Definitive { error, soft_logout } => {
+                    failures += 1;
+                    if forever {
+                        let wait = refresh::retry_delay(failures, None, no_wait);
+                        info!(%error, ?wait, "refresh refused; retrying anyway");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    if self.bug(Bug::SwallowRefreshFailure) {
+                        warn!(%error, "refresh refused; keeping the tokens");
+                        return Err(error);
+                    }
+                    warn!(%error, soft_logout, "refresh refused: the session is over");
+                    let mut st = self.state();
+                    return Err(self.logout_locked(&mut st, soft_logout));
+                }
+            }
+        }
+    }
+
+    /// One `POST /refresh`.
+    async fn refresh_once(&self, refresh_token: &str) -> RefreshOutcome {
+        let call = match self.call(
+            Method::POST,
+            &["v3", "refresh"],
+            Some(json!({ "refresh_token": refresh_token })),
+            self.config.refresh_timeout,
+        ) {
+            Ok(call) => call,
+            Err(error) => {
+                return RefreshOutcome::Transient {
+                    error,
+                    retry_after: None,
+                };
+            }
+        };
+        debug!("POST /refresh");
+        match api::execute(&self.http, &call, None).await {
+            Ok(reply) => refresh::classify(&reply),
+            Err(error) => RefreshOutcome::Transient {
+                error,
+                retry_after: None,
+            },
+        }
+    }
+
+    /// Persists, then adopts, the tokens of a successful refresh.
+    fn adopt_refreshed(&self, tokens: RefreshedTokens, received: Instant) {
+        let expiry = Expiry::on_receipt(received, tokens.expires_in, self.bug(Bug::MissingExpiryIsZero));
+        let next = {
+            let st = self.state();
+            let Some(held) = st.session.as_ref() else {
+                return;
+            };
+            let refresh_token = match tokens.refresh_token {
+                Some(new) => Some(new),
+                None if self.bug(Bug::DropRefreshToken) => None,
+                // No new refresh token: the old one stays valid (the spec's words).
+                None => held.refresh_token.clone(),
+            };
+            Held {
+                access_token: Some(tokens.access_token),
+                refresh_token,
+                expiry,
+                logged_out: None,
+                ..held.clone()
+            }
+        };
+        // On disk first: a crash after this point must not lose tokens the server already rotated.
+        if !self.bug(Bug::NoPersist) {
+            self.persist(&next);
+        }
+        let mut st = self.state();
+        let new = next.tokens();
+        st.session = Some(next);
+        st.generation += 1;
+        info!(expires_in = ?tokens.expires_in, "refreshed");
+        self.emit(ClientEvent::SessionChanged {
+            access_token: new.access_token,
+            refresh_token: new.refresh_token,
+        });
+    }
+
+    /// Ends the session (once): reports the logout, forgets the tokens, and forgets the persisted
+    /// session unless the logout is soft. Returns the error the failing calls get.
+    fn logout_locked(&self, st: &mut State, soft_logout: bool) -> ClientError {
+        let soft = soft_logout && !self.bug(Bug::IgnoreSoftLogout);
+        let Some(held) = st.session.as_mut() else {
+            return no_session();
+        };
+        if let Some(already) = held.logged_out {
+            return ClientError::LoggedOut { soft: already };
+        }
+        held.logged_out = Some(soft);
+        if !self.bug(Bug::KeepTokensAfterLogout) {
+            held.access_token = None;
+            held.refresh_token = None;
+            held.first_refresh_token = None;
+            held.expiry = None;
+        }
+        self.emit(ClientEvent::LoggedOut { soft_logout: soft });
+        if !soft {
+            self.delete_persisted();
+        }
+        ClientError::LoggedOut { soft }
+    }
+
+    // ----- helpers ------------------------------------------------------------------------------
+
+    fn bug(&self, bug: Bug) -> bool {
+        self.config.bugs.has(bug)
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the state half-updated (every update is a few assignments).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn emit(&self, event: ClientEvent) {
+        (self.events)(event);
+    }
+
+    fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<Value>,
+        timeout: Duration,
+    ) -> Result<Call, ClientError> {
+        Ok(Call {
+            method,
+            url: api::client_url(&self.base, segments)?,
+            body,
+            timeout,
+        })
+    }
+
+    fn next_txn_id(&self) -> String {
+        let n = self.txn_counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.txn_prefix)
+    }
+
+    fn persist(&self, held: &Held) {
+        let (Some(store), Some(saved)) = (&self.store, held.persisted()) else {
+            return;
+        };
+        if let Err(e) = store.save(&saved) {
+            warn!(error = %e, "cannot persist the session");
+            self.emit(ClientEvent::Log(format!("cannot persist the session: {e}")));
+        }
+    }
+
+    fn delete_persisted(&self) {
+        if let Some(store) = &self.store
+            && let Err(e) = store.delete()
+        {
+            warn!(error = %e, "cannot delete the persisted session");
+        }
+    }
+}

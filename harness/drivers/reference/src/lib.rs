@@ -1,0 +1,41 @@
+//! Rotary's reference client: a small, correct, refresh-aware Matrix client, its driver for the
+//! Rotary harness, and bug switches that make it repeat real SDK mistakes.
+//!
+//! The client ([`Client`]) knows nothing about the harness: it is what an SDK's session layer looks
+//! like when it gets refresh right, and is meant to be read. The driver ([`run`], [`run_stdio`])
+//! speaks the driver protocol on stdin/stdout and turns each call into a client call.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rotary_reference::ClientError> {
+//! use rotary_reference::{Client, ClientConfig};
+//! use std::sync::Arc;
+//!
+//! let client = Client::new(ClientConfig::new("http://127.0.0.1:8008"), Arc::new(|event| println!("{event:?}")))?;
+//! client.login("alice", "wonderland", true, None).await?;
+//! let me = client.whoami().await?; // refreshes first if the token is about to expire, and on a 401
+//! # let _ = me; Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod api;
+mod bugs;
+mod client;
+mod driver;
+mod error;
+mod persist;
+mod refresh;
+mod session;
+
+pub use bugs::{BUGS, Bug, BugInfo, Bugs, UnknownBug};
+pub use client::{
+    Client, ClientConfig, ClientEvent, DEFAULT_MARGIN, DEFAULT_MAX_REFRESH_ATTEMPTS, DEFAULT_REFRESH_TIMEOUT,
+    DEFAULT_REQUEST_TIMEOUT, EventSink, LoginInfo, MAX_REFRESH_ROUNDS, Tokens,
+};
+pub use driver::{
+    CAPABILITIES, DRIVER_NAME, DriverEnv, DriverOptions, MAX_PARALLEL, PROTOCOL_VERSION, bug_list, run,
+    run_stdio,
+};
+pub use error::{ClientError, ErrorKind};
+pub use persist::{PersistError, PersistedSession, SESSION_FILE, SessionStore};
+pub use refresh::{BACKOFF_CAP, BACKOFF_START, RETRY_AFTER_CAP, retry_delay};
+pub use session::{Expiry, SessionData, effective_margin};

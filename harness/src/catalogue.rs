@@ -1,0 +1,203 @@
+//! The catalogue: every scenario file of a folder, loaded, validated and selected by glob, tag and shard.
+
+use crate::scenario::{Scenario, ScenarioError};
+use rotary_server::glob_match;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The folder of scenario files shipped with Rotary (`scenarios/` at the repository root).
+pub fn default_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios")
+}
+
+/// Errors loading a catalogue: every mistake found, not just the first.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    /// The folder cannot be read.
+    #[error("cannot read the scenario folder {dir}: {source}")]
+    Dir {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// One or more files are wrong.
+    #[error("{} mistake(s) in the catalogue:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ScenarioError>),
+}
+
+/// A deterministic shard: scenario `i` (in id order) belongs to shard `i mod n`, numbered from 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// This shard, 1..=count.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl std::str::FromStr for Partition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (m, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: write the partition as M/N, e.g. 1/4"))?;
+        let index: usize = m
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: {m:?} is not a number"))?;
+        let count: usize = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: {n:?} is not a number"))?;
+        if count == 0 || index == 0 || index > count {
+            return Err(format!("{s:?}: need 1 <= M <= N"));
+        }
+        Ok(Partition { index, count })
+    }
+}
+
+/// Which scenarios to run.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Id globs (`*` and `?`); empty = all.
+    pub globs: Vec<String>,
+    /// Tags; a scenario must have one of them (empty = no filter).
+    pub tags: Vec<String>,
+    /// A shard.
+    pub partition: Option<Partition>,
+}
+
+/// The loaded catalogue, sorted by id.
+#[derive(Clone, Debug)]
+pub struct Catalogue {
+    /// The scenarios, in id order.
+    pub scenarios: Vec<Scenario>,
+}
+
+impl Catalogue {
+    /// Loads every `*.toml` in `dir`; reports every broken file and duplicate id at once.
+    pub fn load(dir: &Path) -> Result<Catalogue, CatalogueError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| CatalogueError::Dir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        let mut errors = Vec::new();
+        let mut scenarios = Vec::new();
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        for f in files {
+            match Scenario::load(&f) {
+                Ok(s) => {
+                    if let Some(first) = seen.get(&s.id) {
+                        errors.push(ScenarioError {
+                            file: f.clone(),
+                            field: "id".to_owned(),
+                            message: format!("duplicate id {:?} (also in {})", s.id, first.display()),
+                        });
+                    } else {
+                        seen.insert(s.id.clone(), f.clone());
+                        scenarios.push(s);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(CatalogueError::Invalid(errors));
+        }
+        scenarios.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(Catalogue { scenarios })
+    }
+
+    /// The scenarios a selection picks, in id order. Globs that match nothing are returned as
+    /// the error (a typo should not silently run nothing).
+    pub fn select(&self, sel: &Selection) -> Result<Vec<&Scenario>, String> {
+        for g in &sel.globs {
+            if !self.scenarios.iter().any(|s| glob_match(g, &s.id)) {
+                return Err(format!("no scenario matches {g:?} (see `rotary list`)"));
+            }
+        }
+        for t in &sel.tags {
+            if !self.scenarios.iter().any(|s| s.has_tag(t)) {
+                return Err(format!("no scenario has the tag {t:?} (see `rotary list`)"));
+            }
+        }
+        let picked: Vec<&Scenario> = self
+            .scenarios
+            .iter()
+            .filter(|s| sel.globs.is_empty() || sel.globs.iter().any(|g| glob_match(g, &s.id)))
+            .filter(|s| sel.tags.is_empty() || sel.tags.iter().any(|t| s.has_tag(t)))
+            .collect();
+        Ok(match sel.partition {
+            None => picked,
+            Some(p) => picked
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % p.count == p.index - 1)
+                .map(|(_, s)| s)
+                .collect(),
+        })
+    }
+
+    /// The scenario with this id.
+    pub fn get(&self, id: &str) -> Option<&Scenario> {
+        self.scenarios.iter().find(|s| s.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_catalogue_loads() {
+        let c = Catalogue::load(&default_dir()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!c.scenarios.is_empty());
+    }
+
+    #[test]
+    fn partitions_cover_everything_once() {
+        let c = Catalogue::load(&default_dir()).unwrap_or_else(|e| panic!("{e}"));
+        let all = c.select(&Selection::default()).unwrap().len();
+        let mut seen = 0;
+        for index in 1..=3 {
+            let sel = Selection {
+                partition: Some(Partition { index, count: 3 }),
+                ..Selection::default()
+            };
+            seen += c.select(&sel).unwrap().len();
+        }
+        assert_eq!(seen, all);
+        assert!("0/3".parse::<Partition>().is_err());
+        assert!("4/3".parse::<Partition>().is_err());
+        assert_eq!("2/3".parse::<Partition>(), Ok(Partition { index: 2, count: 3 }));
+    }
+
+    #[test]
+    fn a_glob_that_matches_nothing_is_an_error() {
+        let c = Catalogue::load(&default_dir()).unwrap_or_else(|e| panic!("{e}"));
+        let sel = Selection {
+            globs: vec!["no-such.*".to_owned()],
+            ..Selection::default()
+        };
+        assert!(c.select(&sel).is_err());
+    }
+
+    #[test]
+    fn broken_files_are_all_reported() {
+        let dir = std::env::temp_dir().join(format!("rotary-cat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.one.toml"), "id = \"a.one\"\n").unwrap();
+        std::fs::write(dir.join("a.two.toml"), "id = \"a.three\"\ntitle=\"t\"\nlevel=\"must\"\nrequirement=\"r\"\nneeds=[\"login\"]\n[[step]]\ndo=\"login\"\n[[expect]]\ncheck=\"no_logout\"\n").unwrap();
+        let e = Catalogue::load(&dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(e.contains("2 mistake(s)"), "{e}");
+        assert!(e.contains("a.one.toml"), "{e}");
+        assert!(e.contains("must match the file name"), "{e}");
+    }
+}

@@ -1,0 +1,115 @@
+//! Known-failure lists (`--expect FILE`): scenarios a client is known to fail, so that a run can
+//! be a regression suite that stays green until something changes.
+//!
+//! The file has one scenario id (or id glob) per line; `#` starts a comment, which is a good place
+//! for the reason and a link to the bug:
+//!
+//! ```text
+//! # matrix-js-sdk 43.0.0
+//! lost-response.mas        # retries with the consumed token forever — matrix-js-sdk#1234
+//! faults.refresh-hang
+//! ```
+
+use rotary_server::glob_match;
+use std::path::Path;
+
+/// A parsed expectations file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// (pattern, line number, reason).
+    entries: Vec<(String, usize, String)>,
+}
+
+/// A mistake in an expectations file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct ExpectError {
+    /// The file.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Expectations {
+    /// Parses the text of an expectations file (`file` is for messages).
+    pub fn parse(text: &str, file: &str) -> Result<Expectations, ExpectError> {
+        let mut entries = Vec::new();
+        for (n, raw) in text.lines().enumerate() {
+            let (body, reason) = match raw.split_once('#') {
+                Some((b, r)) => (b.trim(), r.trim()),
+                None => (raw.trim(), ""),
+            };
+            if body.is_empty() {
+                continue;
+            }
+            if body.split_whitespace().count() > 1 {
+                return Err(ExpectError {
+                    file: file.to_owned(),
+                    line: n + 1,
+                    message: format!("{body:?}: one scenario id per line (put reasons after `#`)"),
+                });
+            }
+            entries.push((body.to_owned(), n + 1, reason.to_owned()));
+        }
+        Ok(Expectations { entries })
+    }
+
+    /// Reads an expectations file.
+    pub fn load(path: &Path) -> Result<Expectations, ExpectError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ExpectError {
+            file: path.display().to_string(),
+            line: 0,
+            message: format!("cannot read: {e}"),
+        })?;
+        Expectations::parse(&text, &path.display().to_string())
+    }
+
+    /// Whether a scenario is listed.
+    pub fn lists(&self, id: &str) -> bool {
+        self.entries.iter().any(|(p, _, _)| glob_match(p, id))
+    }
+
+    /// The reason given for a scenario, if any.
+    pub fn reason(&self, id: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(p, _, r)| glob_match(p, id) && !r.is_empty())
+            .map(|(_, _, r)| r.as_str())
+    }
+
+    /// Entries that match none of `ids` (stale lines), as `line: pattern`.
+    pub fn unmatched<'a>(&self, ids: impl IntoIterator<Item = &'a str> + Clone) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|(p, _, _)| !ids.clone().into_iter().any(|id| glob_match(p, id)))
+            .map(|(p, line, _)| format!("line {line}: {p}"))
+            .collect()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ids_globs_and_reasons() {
+        let e = Expectations::parse("# header\nfaults.* # flaky server\n\nlogin.x\n", "f").unwrap();
+        assert!(e.lists("faults.refresh-500"));
+        assert!(e.lists("login.x"));
+        assert!(!e.lists("login.y"));
+        assert_eq!(e.reason("faults.a"), Some("flaky server"));
+        assert_eq!(e.unmatched(["login.x"]), vec!["line 2: faults.*".to_owned()]);
+        let err = Expectations::parse("a b\n", "f").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "f:1: \"a b\": one scenario id per line (put reasons after `#`)"
+        );
+    }
+}
