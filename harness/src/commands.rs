@@ -43,8 +43,8 @@ pub struct RunArgs {
     pub driver: Option<String>,
     /// With the bundled reference client: switch on one of its bugs (see
     /// `rotary-reference-driver --list-bugs`). Repeatable.
-    #[arg(long = "bug", value_name = "NAME", conflicts_with = "driver")]
-    pub bugs: Vec<String>,
+    #[arg(long = "bug", value_name = "NAME", conflicts_with = "driver", value_parser = parse_bug)]
+    pub bugs: Vec<rotary_reference::Bug>,
     /// Scenarios run at once (default: the number of cores).
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
@@ -77,6 +77,10 @@ pub struct RunArgs {
     pub catalogue: CatalogueArgs,
 }
 
+fn parse_bug(s: &str) -> Result<rotary_reference::Bug, String> {
+    s.parse::<rotary_reference::Bug>().map_err(|e| e.to_string())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     rotary_server::parse_duration(s).map_err(|e| e.to_string())
 }
@@ -95,17 +99,17 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 /// The command line that runs the bundled reference client through this very binary.
-pub fn reference_driver_command(bugs: &[String]) -> anyhow::Result<String> {
+pub fn reference_driver_command(bugs: &[rotary_reference::Bug]) -> anyhow::Result<String> {
     let exe = std::env::current_exe().context("cannot find the rotary binary to run the reference client")?;
     let mut cmd = format!("{} reference-driver", shell_quote(&exe.to_string_lossy()));
     for b in bugs {
         cmd.push_str(" --bug ");
-        cmd.push_str(&shell_quote(b));
+        cmd.push_str(&shell_quote(b.name()));
     }
     Ok(cmd)
 }
 
-/// Runs `rotary run`; returns the exit code (0 ok, 1 failures).
+/// Runs `rotary run`; returns the exit code (0 ok, 1 failures, 130 interrupted).
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let catalogue = args.catalogue.load()?;
     let selection = Selection {
@@ -143,7 +147,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         !args.no_progress && std::io::stderr().is_terminal(),
     ));
     let p = Arc::clone(&progress);
-    let run = run_scenarios(&picked, &cfg, move |r| p.scenario_done(r)).await;
+    let run = tokio::select! {
+        run = run_scenarios(&picked, &cfg, move |r| p.scenario_done(r)) => run,
+        _ = tokio::signal::ctrl_c() => {
+            // Dropping the run drops every driver, which kills each one's process group.
+            progress.finish();
+            eprintln!("rotary: interrupted; every driver process was killed");
+            return Ok(130);
+        }
+    };
     progress.finish();
     write_reports(&run, &args)?;
     let color = std::io::stdout().is_terminal();

@@ -851,11 +851,49 @@ struct ScenarioFile {
     #[serde(default)]
     server: toml::Table,
     #[serde(default)]
-    fault: Vec<FaultRule>,
+    fault: Vec<toml::Table>,
     #[serde(default)]
-    step: Vec<Action>,
+    step: Vec<toml::Table>,
     #[serde(default)]
     expect: Vec<toml::Table>,
+}
+
+/// The line of the `n`-th (1-based) `[[header]]` in the text, for messages.
+fn header_line(text: &str, header: &str, n: usize) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with(header))
+        .nth(n.checked_sub(1)?)
+        .map(|(i, _)| i + 1)
+}
+
+/// Deserialises the tables of one `[[kind]]` array, naming the entry and its line on a mistake.
+fn tables<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &Path,
+    kind: &str,
+    tables: Vec<toml::Table>,
+) -> Result<Vec<T>, ScenarioError> {
+    let header = format!("[[{kind}]]");
+    tables
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let what = t
+                .get(if kind == "step" { "do" } else { "endpoint" })
+                .and_then(|v| v.as_str())
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            toml::Value::Table(t).try_into().map_err(|e: toml::de::Error| {
+                let at = header_line(text, &header, i + 1).map_or(String::new(), |l| format!("line {l}: "));
+                err(
+                    file,
+                    format!("{kind} {}{what}", i + 1),
+                    format!("{at}{}", e.message().trim_end()),
+                )
+            })
+        })
+        .collect()
 }
 
 /// A validated scenario.
@@ -924,7 +962,7 @@ impl Scenario {
             let field = locate(upto).unwrap_or_else(|| "toml".to_owned());
             err(file, field, format!("line {line}: {}", e.message().trim_end()))
         })?;
-        validate(raw, file)
+        validate(raw, text, file)
     }
 
     /// The step a reference names.
@@ -988,7 +1026,9 @@ fn bounds(
     })
 }
 
-fn validate(raw: ScenarioFile, file: &Path) -> Result<Scenario, ScenarioError> {
+fn validate(raw: ScenarioFile, text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
+    let faults: Vec<FaultRule> = tables(text, file, "fault", raw.fault)?;
+    let actions: Vec<Action> = tables(text, file, "step", raw.step)?;
     let id_ok = !raw.id.is_empty()
         && raw
             .id
@@ -1027,12 +1067,11 @@ fn validate(raw: ScenarioFile, file: &Path) -> Result<Scenario, ScenarioError> {
         .patched(&server_json)
         .map_err(|e| err(file, "server", e.to_string()))?;
     let endpoints = endpoint_names();
-    for (i, f) in raw.fault.iter().enumerate() {
+    for (i, f) in faults.iter().enumerate() {
         f.validate(&endpoints)
             .map_err(|e| err(file, format!("fault {}", i + 1), e.to_string()))?;
     }
-    let steps: Vec<Step> = raw
-        .step
+    let steps: Vec<Step> = actions
         .into_iter()
         .enumerate()
         .map(|(i, action)| Step { index: i + 1, action })
@@ -1148,7 +1187,7 @@ fn validate(raw: ScenarioFile, file: &Path) -> Result<Scenario, ScenarioError> {
         call_timeout: raw.call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
         server_table: server_json,
         server,
-        faults: raw.fault,
+        faults,
         steps,
         checks,
     })
