@@ -14,7 +14,9 @@ pub fn default_dir() -> PathBuf {
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogueError {
     /// The folder cannot be read.
-    #[error("cannot read the scenario folder {dir}: {source}")]
+    #[error(
+        "cannot read the scenario folder {dir}: {source} (point --scenarios or ROTARY_SCENARIOS at the catalogue)"
+    )]
     Dir {
         /// The folder.
         dir: PathBuf,
