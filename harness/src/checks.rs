@@ -6,8 +6,9 @@ use crate::scenario::{Bounds, Check, StepRange};
 use rotary_server::{Delivery, TraceEntry};
 use std::collections::BTreeMap;
 
-/// The endpoints that count as refresh calls.
-pub const REFRESH_ENDPOINTS: &[&str] = &["refresh"];
+/// The endpoints whose calls can be refresh calls: legacy `/refresh`, and the OAuth token endpoint
+/// when its `grant_type` is `refresh_token`.
+pub const REFRESH_ENDPOINTS: &[&str] = &["refresh", "oauth_token"];
 
 /// A `session` step's result and the server's view at that moment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -65,8 +66,15 @@ fn delivered(e: &TraceEntry) -> bool {
     e.delivery == Delivery::Sent
 }
 
-fn is_refresh(e: &TraceEntry) -> bool {
-    REFRESH_ENDPOINTS.contains(&e.endpoint.as_ref())
+/// Whether a trace entry is a refresh call (legacy, or the OAuth refresh grant).
+pub fn is_refresh(e: &TraceEntry) -> bool {
+    match e.endpoint.as_ref() {
+        "refresh" => true,
+        "oauth_token" => {
+            e.flags.get("grant_type").and_then(serde_json::Value::as_str) == Some("refresh_token")
+        }
+        _ => false,
+    }
 }
 
 /// Issuances delivered to a device strictly before `e` arrived: (access number, refresh number, entry).

@@ -7,7 +7,7 @@ use crate::record::{
     CallError, DriverInfo, NotificationRecord, ScenarioReport, StepOutcome, StepRecord, TranscriptLine,
     Verdict,
 };
-use crate::scenario::{Action, ParallelOp, Scenario, Step};
+use crate::scenario::{Action, Auth, ParallelOp, Scenario, Step};
 use rotary_server::{MintRequest, MockHomeserver};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -98,7 +98,7 @@ fn toml_to_json(t: &toml::Table) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
 }
 
-const TOKEN_PREFIXES: &[&str] = &["syt_", "syr_", "mct_", "mcr_"];
+const TOKEN_PREFIXES: &[&str] = &["syt_", "syr_", "mct_", "mcr_", "mat_", "mar_"];
 
 /// Replaces every token-shaped word in `text` with its label (or `[token]` when unknown).
 pub fn redact_tokens(text: &str, label_of: &dyn Fn(&str) -> Option<String>) -> String {
@@ -308,11 +308,15 @@ impl<'a> Exec<'a> {
                 password,
                 refresh_token,
                 device_id,
+                auth,
                 ..
             } => {
                 let mut p = json!({"user": user, "password": password, "refresh_token": refresh_token});
                 if let Some(d) = device_id {
                     p["device_id"] = json!(d);
+                }
+                if *auth == Auth::Oauth {
+                    p["auth"] = json!(auth.name());
                 }
                 self.call(step, "login", p).await
             }
@@ -334,15 +338,25 @@ impl<'a> Exec<'a> {
                 refresh_token,
                 expired,
                 omit_expiry,
+                auth,
                 ..
             } => {
-                let req = MintRequest {
-                    user: user.clone(),
-                    device_id: None,
-                    refresh_token: *refresh_token,
+                let minted = match auth {
+                    Auth::Legacy => self
+                        .server
+                        .mint_session_with(&MintRequest {
+                            user: user.clone(),
+                            device_id: None,
+                            refresh_token: *refresh_token,
+                        })
+                        .map(|i| (i, None)),
+                    Auth::Oauth => self
+                        .server
+                        .mint_oauth_session(user)
+                        .map(|o| (o.issued, Some(o.client_id))),
                 };
-                let issued = match self.server.mint_session_with(&req) {
-                    Ok(i) => i,
+                let (issued, client_id) = match minted {
+                    Ok(m) => m,
                     Err(e) => {
                         return Err(Broken {
                             verdict: Verdict::Error,
@@ -354,13 +368,17 @@ impl<'a> Exec<'a> {
                     let _ = self.server.expire_session(user, &issued.device_id);
                 }
                 let mut session = json!({
-                    "auth": "legacy",
+                    "auth": auth.name(),
                     "user_id": issued.user_id,
                     "device_id": issued.device_id,
                     "access_token": issued.access_token,
                 });
                 if let Some(rt) = &issued.refresh_token {
                     session["refresh_token"] = json!(rt);
+                }
+                if let Some(c) = client_id {
+                    session["client_id"] = json!(c);
+                    session["issuer"] = json!(self.server.issuer());
                 }
                 if !*omit_expiry
                     && !*expired

@@ -16,7 +16,7 @@ mod scenario;
 pub mod serve;
 
 pub use catalogue::{Catalogue, CatalogueError, Partition, Selection, default_dir};
-pub use checks::{Observed, REFRESH_ENDPOINTS, SessionView, evaluate, label_number};
+pub use checks::{Observed, REFRESH_ENDPOINTS, SessionView, evaluate, is_refresh, label_number};
 pub use cli::{Cli, Command};
 pub use driver::{
     Driver, DriverFailure, MAX_LINE, RawLine, RawNotification, RpcError, STDERR_KEEP, Sink,
@@ -30,7 +30,7 @@ pub use record::{
 };
 pub use runner::{RunConfig, default_jobs, run_scenarios};
 pub use scenario::{
-    Action, Bounds, CAPABILITIES, CHECK_NAMES, Check, CheckSpec, DEFAULT_CALL_TIMEOUT,
+    Action, Auth, Bounds, CAPABILITIES, CHECK_NAMES, Check, CheckSpec, DEFAULT_CALL_TIMEOUT,
     DEFAULT_SCENARIO_TIMEOUT, ERROR_KINDS, ParallelOp, Scenario, ScenarioError, Step, StepRange, StepRef,
     server_lines,
 };

@@ -55,6 +55,7 @@ pub const CAPABILITIES: &[&str] = &[
     "logout",
     "legacy-refresh",
     "oauth-refresh",
+    "oauth-login",
 ];
 
 /// A mistake in a scenario file, naming the file and the field.
@@ -148,6 +149,27 @@ fn hello() -> String {
     "hello".to_owned()
 }
 
+/// Which authentication API a session uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Auth {
+    /// `/login` and `/refresh` (spec v1.3, MSC2918).
+    #[default]
+    Legacy,
+    /// OAuth 2.0 (spec v1.15): the token endpoint from `auth_metadata`.
+    Oauth,
+}
+
+impl Auth {
+    /// The name used in the driver protocol's `Session.auth` and in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Auth::Legacy => "legacy",
+            Auth::Oauth => "oauth",
+        }
+    }
+}
+
 /// The operation of a `parallel` step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -192,6 +214,9 @@ pub enum Action {
         /// Re-use a device id.
         #[serde(default)]
         device_id: Option<String>,
+        /// `oauth` logs in with the headless authorization-code flow (capability `oauth-login`).
+        #[serde(default)]
+        auth: Auth,
     },
     /// Driver `register` (m.login.dummy).
     Register {
@@ -224,6 +249,9 @@ pub enum Action {
         /// Leave `expires_in_ms` out of the session.
         #[serde(default)]
         omit_expiry: bool,
+        /// `oauth` mints an OAuth 2.0 session (with a registered client) instead of a legacy one.
+        #[serde(default)]
+        auth: Auth,
     },
     /// Driver `resume` (normally implied by `kill_driver`).
     Resume {
@@ -447,9 +475,13 @@ impl Action {
                 user,
                 refresh_token,
                 device_id,
+                auth,
                 ..
             } => {
                 let mut s = format!("{user}, refresh_token={refresh_token}");
+                if *auth == Auth::Oauth {
+                    s.push_str(", auth=oauth");
+                }
                 if let Some(d) = device_id {
                     s.push_str(&format!(", device_id={d}"));
                 }
@@ -1099,7 +1131,23 @@ fn validate(raw: ScenarioFile, text: &str, file: &Path) -> Result<Scenario, Scen
                 format!("calls the driver's `{m}`, so `needs` must list {m:?}"),
             ));
         }
+        let needs = |cap: &str, why: &str| -> Result<(), ScenarioError> {
+            if raw.needs.iter().any(|n| n == cap) {
+                Ok(())
+            } else {
+                Err(err(file, &field, format!("{why}, so `needs` must list {cap:?}")))
+            }
+        };
         match &s.action {
+            Action::Login {
+                auth: Auth::Oauth, ..
+            } => {
+                needs("oauth-login", "logs in through OAuth")?;
+                needs("oauth-refresh", "logs in through OAuth")?;
+            }
+            Action::Restore {
+                auth: Auth::Oauth, ..
+            } => needs("oauth-refresh", "restores an OAuth session")?,
             Action::CreateRoom { room, .. } => {
                 rooms.insert(room.clone());
             }

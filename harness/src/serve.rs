@@ -20,7 +20,7 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
-    /// Server personality: synapse, spec, mas or no-refresh.
+    /// Server personality: synapse, spec, mas, oauth-spec or no-refresh.
     #[arg(long, value_parser = parse_profile)]
     pub profile: Option<Profile>,
     /// A TOML file of knobs (snake_case names), plus optional `[[fault]]` and `[[user]]` tables.

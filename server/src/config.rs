@@ -19,11 +19,21 @@ pub enum Profile {
     Mas,
     /// A server without refresh support: the login flag is ignored and `/refresh` is 404.
     NoRefresh,
+    /// The spec's wording for the legacy API plus the OAuth 2.0 API with the spec's SHOULD: a
+    /// replayed, invalidated refresh token revokes the whole session.
+    #[serde(rename = "oauth-spec")]
+    OAuthSpec,
 }
 
 impl Profile {
     /// Every profile, in documentation order.
-    pub const ALL: [Profile; 4] = [Profile::Synapse, Profile::Spec, Profile::Mas, Profile::NoRefresh];
+    pub const ALL: [Profile; 5] = [
+        Profile::Synapse,
+        Profile::Spec,
+        Profile::Mas,
+        Profile::NoRefresh,
+        Profile::OAuthSpec,
+    ];
 
     /// The profile's name as written in flags and files.
     pub fn name(self) -> &'static str {
@@ -32,6 +42,7 @@ impl Profile {
             Profile::Spec => "spec",
             Profile::Mas => "mas",
             Profile::NoRefresh => "no-refresh",
+            Profile::OAuthSpec => "oauth-spec",
         }
     }
 
@@ -44,9 +55,14 @@ impl Profile {
             Profile::Spec => {
                 "spec/MSC2918 wording: reused refresh token 401 M_UNKNOWN_TOKEN, rate-limited /refresh"
             }
-            Profile::Mas => "MAS compat layer: single-use refresh tokens, old access token dies at refresh",
+            Profile::Mas => {
+                "MAS: compat layer with single-use refresh tokens, plus OAuth 2.0 (replay allowed while the successor is unused)"
+            }
             Profile::NoRefresh => {
                 "no refresh support: login flag ignored, /refresh answers 404 M_UNRECOGNIZED"
+            }
+            Profile::OAuthSpec => {
+                "spec wording plus OAuth 2.0 where replaying an invalidated refresh token revokes the session"
             }
         }
     }
@@ -60,7 +76,7 @@ impl fmt::Display for Profile {
 
 /// An unknown profile name.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown profile {0:?}; choose one of: synapse, spec, mas, no-refresh")]
+#[error("unknown profile {0:?}; choose one of: synapse, spec, mas, no-refresh, oauth-spec")]
 pub struct UnknownProfile(String);
 
 impl FromStr for Profile {
@@ -83,6 +99,18 @@ pub enum ReusePolicy {
     /// The same grace window; afterwards 401 `M_UNKNOWN_TOKEN` (the spec's wording).
     GraceThenUnknown,
     /// No grace: a refresh token works exactly once (MAS compat layer).
+    SingleUse,
+}
+
+/// What the OAuth 2.0 token endpoint does with a refresh token that was already exchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OAuthReusePolicy {
+    /// Accepted again while its successor pair is unused (neither the new access token used nor
+    /// the new refresh token exchanged); the unused pair is then revoked. Afterwards
+    /// `invalid_grant` (MAS).
+    Grace,
+    /// Exchanged exactly once; any second exchange is `invalid_grant`.
     SingleUse,
 }
 
@@ -168,6 +196,41 @@ pub struct ServerConfig {
     /// expire, but the client learns it only from a 401 (the spec makes the field optional).
     #[serde(default = "yes")]
     pub send_expires_in_ms: bool,
+    /// Serve the OAuth 2.0 API (Matrix v1.15 / MSC3861): `GET /_matrix/client/v1/auth_metadata`
+    /// and `/oauth2/{registration,authorize,token,revoke}`. Off: they answer 404 `M_UNRECOGNIZED`.
+    #[serde(default)]
+    pub oauth: bool,
+    /// What the OAuth token endpoint does with a refresh token that was already exchanged.
+    #[serde(default = "grace")]
+    pub oauth_reuse_policy: OAuthReusePolicy,
+    /// The spec's SHOULD: an old, invalidated OAuth refresh token presented again revokes the
+    /// whole session (device). MAS does not.
+    #[serde(default)]
+    pub oauth_replay_revokes_session: bool,
+    /// Whether an OAuth refresh revokes the access token of the refresh token it consumed at once
+    /// (MAS); otherwise it lives until its expiry.
+    #[serde(default = "yes")]
+    pub oauth_revoke_old_access_token: bool,
+    /// How long an authorization code may wait before it is exchanged (MAS: 10 minutes).
+    #[serde(default = "ten_minutes", with = "duration::required")]
+    pub oauth_code_lifetime: Duration,
+    /// A replayed authorization code is always refused (`invalid_grant`); when the replay comes
+    /// later than this after the exchange, the session the code created is revoked too (RFC 6749
+    /// §4.1.2; MAS waits 20 s). `None` = never revoke.
+    #[serde(default = "twenty_seconds", with = "duration::optional")]
+    pub oauth_code_replay_grace: Option<Duration>,
+}
+
+fn grace() -> OAuthReusePolicy {
+    OAuthReusePolicy::Grace
+}
+
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn twenty_seconds() -> Option<Duration> {
+    Some(Duration::from_secs(20))
 }
 
 fn yes() -> bool {
@@ -206,10 +269,16 @@ impl ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_sync_timeout: Duration::from_secs(60),
             send_expires_in_ms: true,
+            oauth: false,
+            oauth_reuse_policy: OAuthReusePolicy::Grace,
+            oauth_replay_revokes_session: false,
+            oauth_revoke_old_access_token: true,
+            oauth_code_lifetime: ten_minutes(),
+            oauth_code_replay_grace: twenty_seconds(),
         };
         match profile {
             Profile::Synapse => synapse,
-            Profile::Spec => ServerConfig {
+            Profile::Spec | Profile::OAuthSpec => ServerConfig {
                 reuse_policy: ReusePolicy::GraceThenUnknown,
                 keep_used_access_token_of_dropped_generation: false,
                 dialect: Dialect::Spec,
@@ -219,6 +288,20 @@ impl ServerConfig {
                 }),
                 serve_unstable_refresh: true,
                 accept_unstable_refresh_flag: true,
+                oauth: profile == Profile::OAuthSpec,
+                // The spec's reading: a refresh token is invalidated by its use, so presenting it
+                // again is a replay, and the SHOULD revokes the session.
+                oauth_reuse_policy: if profile == Profile::OAuthSpec {
+                    OAuthReusePolicy::SingleUse
+                } else {
+                    OAuthReusePolicy::Grace
+                },
+                oauth_replay_revokes_session: profile == Profile::OAuthSpec,
+                oauth_code_replay_grace: if profile == Profile::OAuthSpec {
+                    Some(Duration::ZERO)
+                } else {
+                    twenty_seconds()
+                },
                 ..synapse
             },
             Profile::Mas => ServerConfig {
@@ -228,6 +311,7 @@ impl ServerConfig {
                 dialect: Dialect::Mas,
                 refresh_failure_soft_logout: None,
                 expired_token_soft_logout: false,
+                oauth: true,
                 ..synapse
             },
             Profile::NoRefresh => ServerConfig {
@@ -275,6 +359,11 @@ impl ServerConfig {
                 "server_name {:?} is not a valid server name",
                 self.server_name
             )));
+        }
+        if self.oauth_code_lifetime.is_zero() {
+            return Err(ConfigError::Invalid(
+                "oauth_code_lifetime must be longer than 0".to_owned(),
+            ));
         }
         if self.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid(
@@ -366,6 +455,41 @@ mod tests {
         assert_eq!(mas.reuse_policy, ReusePolicy::SingleUse);
         assert!(!none.refresh_enabled());
         assert_eq!(s.refreshable_access_token_lifetime, Some(FIVE_MINUTES));
+    }
+
+    #[test]
+    fn oauth_profiles_and_knobs_round_trip() {
+        let mas = ServerConfig::for_profile(Profile::Mas);
+        let spec = ServerConfig::for_profile(Profile::OAuthSpec);
+        assert!(mas.oauth && spec.oauth);
+        assert_eq!(mas.reuse_policy, ReusePolicy::SingleUse);
+        assert_eq!(spec.reuse_policy, ReusePolicy::GraceThenUnknown);
+        assert_eq!(mas.oauth_reuse_policy, OAuthReusePolicy::Grace);
+        assert_eq!(spec.oauth_reuse_policy, OAuthReusePolicy::SingleUse);
+        assert!(!mas.oauth_replay_revokes_session && spec.oauth_replay_revokes_session);
+        assert_eq!(spec.oauth_code_replay_grace, Some(Duration::ZERO));
+        assert_eq!(spec.profile.name(), "oauth-spec");
+        for profile in Profile::ALL {
+            let cfg = ServerConfig::for_profile(profile);
+            assert_eq!(cfg.oauth, matches!(profile, Profile::Mas | Profile::OAuthSpec));
+            let json = serde_json::to_value(&cfg).unwrap();
+            assert_eq!(json["profile"], profile.name());
+            assert_eq!(ServerConfig::default().patched(&json).unwrap(), cfg);
+        }
+        // Configs written before the OAuth knobs existed still load.
+        let mut old = serde_json::to_value(ServerConfig::default()).unwrap();
+        for knob in [
+            "oauth",
+            "oauth_reuse_policy",
+            "oauth_replay_revokes_session",
+            "oauth_revoke_old_access_token",
+            "oauth_code_lifetime",
+            "oauth_code_replay_grace",
+        ] {
+            old.as_object_mut().unwrap().remove(knob);
+        }
+        let loaded: ServerConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(loaded, ServerConfig::default());
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! Loopback clients only, unless a control token is set and presented.
 
 use crate::conn::ConnHandle;
-use crate::core::{Core, MintRequest, OpError};
+use crate::core::{Core, MintRequest, OAuthMintRequest, OpError};
 use crate::duration;
 use crate::error::MatrixError;
 use crate::fault::FaultRule;
+use crate::oauth::{ClientMetadata, GrantType};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -41,8 +42,8 @@ type ApiResult = Result<Response, MatrixError>;
 impl From<OpError> for MatrixError {
     fn from(e: OpError) -> Self {
         let status = match &e {
-            OpError::UnknownUser(_) | OpError::UnknownSession { .. } => 404,
-            OpError::Refresh(_) | OpError::NoRefreshToken(_) => 409,
+            OpError::UnknownUser(_) | OpError::UnknownSession { .. } | OpError::UnknownOAuthClient(_) => 404,
+            OpError::Refresh(_) | OpError::NoRefreshToken(_) | OpError::OAuthOff => 409,
             OpError::Room(crate::rooms::RoomError::NotFound) => 404,
             _ => 400,
         };
@@ -107,10 +108,12 @@ async fn index() -> ApiResult {
         "GET    /_rotary/users",
         "POST   /_rotary/users                      {\"user\", \"password\"}",
         "GET    /_rotary/sessions?user=alice",
-        "POST   /_rotary/sessions                   {\"user\", \"device_id\"?, \"refresh_token\"?: true}",
+        "POST   /_rotary/sessions                   {\"user\", \"device_id\"?, \"refresh_token\"?: true, \"oauth\"?: false, \"client_id\"?}",
         "POST   /_rotary/sessions/{user}/{device}/expire",
         "POST   /_rotary/sessions/{user}/{device}/revoke",
         "POST   /_rotary/sessions/{user}/{device}/rotate   {\"use\"?: true}",
+        "GET    /_rotary/oauth/clients",
+        "POST   /_rotary/oauth/clients              RFC 7591 client metadata ({} = a harness client)",
         "POST   /_rotary/rooms                      {\"user\", \"name\"?}",
         "POST   /_rotary/rooms/{room_id}/join       {\"user\"}",
         "GET    /_rotary/trace?after=N",
@@ -230,10 +233,67 @@ fn issued_json(core: &Core, i: &crate::store::Issued) -> Value {
     })
 }
 
+/// `POST /_rotary/sessions`: a legacy session, or an OAuth one with `"oauth": true` or a
+/// `client_id`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MintBody {
+    user: String,
+    #[serde(default)]
+    device_id: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<bool>,
+    #[serde(default)]
+    oauth: bool,
+    #[serde(default)]
+    client_id: Option<String>,
+}
+
 async fn mint_session(State(st): State<ControlState>, body: Bytes) -> ApiResult {
-    let req: MintRequest = parse(&body)?;
-    let issued = st.core.mint_session(&req)?;
-    json_ok(issued_json(&st.core, &issued))
+    let req: MintBody = parse(&body)?;
+    if !req.oauth && req.client_id.is_none() {
+        let issued = st.core.mint_session(&MintRequest {
+            user: req.user,
+            device_id: req.device_id,
+            refresh_token: req.refresh_token.unwrap_or(true),
+        })?;
+        return json_ok(issued_json(&st.core, &issued));
+    }
+    if req.refresh_token == Some(false) {
+        return Err(MatrixError::invalid_param(
+            "an OAuth session always gets a refresh token (when refresh is on): drop \"refresh_token\": false",
+        ));
+    }
+    let minted = st.core.mint_oauth_session(&OAuthMintRequest {
+        user: req.user,
+        device_id: req.device_id,
+        client_id: req.client_id,
+    })?;
+    let mut out = issued_json(&st.core, &minted.issued);
+    out["client_id"] = json!(minted.client_id);
+    out["scope"] = json!(minted.scope);
+    json_ok(out)
+}
+
+async fn list_oauth_clients(State(st): State<ControlState>) -> ApiResult {
+    json_ok(json!({"clients": st.core.oauth_clients()}))
+}
+
+/// `POST /_rotary/oauth/clients`: RFC 7591 metadata; `{}` (or grant types left out) registers a
+/// client with both grants, and `redirect_uris` defaults to the harness's.
+async fn register_oauth_client(State(st): State<ControlState>, body: Bytes) -> ApiResult {
+    let mut metadata: ClientMetadata = parse(&body)?;
+    if metadata.grant_types.is_none() {
+        metadata.grant_types = Some(vec![
+            GrantType::AuthorizationCode.as_str().to_owned(),
+            GrantType::RefreshToken.as_str().to_owned(),
+        ]);
+    }
+    if metadata.redirect_uris.is_empty() {
+        metadata.redirect_uris = vec![crate::core::HARNESS_REDIRECT_URI.to_owned()];
+    }
+    let client = st.core.register_oauth_client(&metadata)?;
+    json_ok(serde_json::to_value(&client).unwrap_or(Value::Null))
 }
 
 async fn expire_session(
@@ -386,6 +446,10 @@ pub(crate) fn router(core: Arc<Core>, access: ControlAccess) -> Router {
         .route("/sessions/{user}/{device}/expire", post(expire_session))
         .route("/sessions/{user}/{device}/revoke", post(revoke_session))
         .route("/sessions/{user}/{device}/rotate", post(rotate_session))
+        .route(
+            "/oauth/clients",
+            get(list_oauth_clients).post(register_oauth_client),
+        )
         .route("/rooms", post(create_room))
         .route("/rooms/{room}/join", post(join_room))
         .route("/trace", get(get_trace))

@@ -5,13 +5,17 @@ use crate::clock::Clock;
 use crate::config::{RateLimit, ServerConfig};
 use crate::endpoint::endpoint_names;
 use crate::fault::{FaultError, FaultRule, FaultSet, FaultStatus};
+use crate::oauth::{
+    API_SCOPE, ClientMetadata, DEVICE_PREFIX, OAuthError, OAuthRegistry, RegisteredClient,
+    is_valid_device_id, new_device_id,
+};
 use crate::rooms::Rooms;
-use crate::store::{DeviceInfo, Issued, LoginError, RegisterError, TokenStore};
+use crate::store::{DeviceInfo, Issued, LoginError, OAuthGrant, RegisterError, TokenStore};
 use crate::trace::{Trace, TraceEntry};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +52,15 @@ pub enum OpError {
     /// A room operation failed.
     #[error("room: {0}")]
     Room(#[from] crate::rooms::RoomError),
+    /// An OAuth operation on a server whose OAuth 2.0 API is off.
+    #[error("the OAuth 2.0 API is off: use the `mas` or `oauth-spec` profile, or set the `oauth` knob")]
+    OAuthOff,
+    /// No OAuth client with this id.
+    #[error("unknown OAuth client {0:?}")]
+    UnknownOAuthClient(String),
+    /// OAuth client metadata or a device id was refused.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
 }
 
 /// A request to mint a session without a login request (the harness's way in).
@@ -78,6 +91,53 @@ impl MintRequest {
         }
     }
 }
+
+/// A request to mint an OAuth 2.0 session without a browser (the harness's way in): as if `user`
+/// had approved an authorization request of the client and the code had been exchanged.
+///
+/// ```
+/// use rotary_server::OAuthMintRequest;
+/// let req: OAuthMintRequest = serde_json::from_str(r#"{"user": "alice", "device_id": "PHONE"}"#).unwrap();
+/// assert_eq!(req.client_id, None); // a new client is registered
+/// ```
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthMintRequest {
+    /// `alice` or `@alice:localhost`; must exist.
+    pub user: String,
+    /// Device id (the scope's `urn:matrix:client:device:<id>`); a new random one when absent.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// A registered client; when absent, a new public client is registered for the session
+    /// (redirect URI `http://127.0.0.1/callback`, grants `authorization_code` and `refresh_token`).
+    #[serde(default)]
+    pub client_id: Option<String>,
+}
+
+impl OAuthMintRequest {
+    /// Mint an OAuth session for `user` with a new client and device.
+    pub fn for_user(user: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            device_id: None,
+            client_id: None,
+        }
+    }
+}
+
+/// A minted OAuth 2.0 session: the tokens, and what the client must know to refresh them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OAuthIssued {
+    /// The client id to send with `grant_type=refresh_token`.
+    pub client_id: String,
+    /// The granted scope (`urn:matrix:client:api:* urn:matrix:client:device:<id>`).
+    pub scope: String,
+    /// The tokens (`mat_…`, `mar_…`), labels and expiry.
+    pub issued: Issued,
+}
+
+/// The redirect URI of clients the harness registers.
+pub const HARNESS_REDIRECT_URI: &str = "http://127.0.0.1/callback";
 
 /// A simple token bucket on the server clock.
 #[derive(Debug, Default)]
@@ -129,6 +189,10 @@ pub(crate) struct Core {
     pub trace: Trace,
     pub refresh_bucket: Mutex<Bucket>,
     pub filters: Mutex<HashMap<String, serde_json::Value>>,
+    /// OAuth clients and authorization codes. Locked before `store` when both are needed.
+    pub oauth: Mutex<OAuthRegistry>,
+    /// `http://<bound address>`, set once the listener is bound.
+    pub base_url: OnceLock<String>,
     pub displaynames: Mutex<HashMap<String, String>>,
     pub shutdown: CancellationToken,
 }
@@ -152,6 +216,8 @@ impl Core {
             trace: Trace::default(),
             refresh_bucket: Mutex::new(Bucket::default()),
             filters: Mutex::new(HashMap::new()),
+            oauth: Mutex::new(OAuthRegistry::default()),
+            base_url: OnceLock::new(),
             displaynames: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             initial,
@@ -219,6 +285,63 @@ impl Core {
             .map_err(|LoginError::InvalidCredentials| OpError::UnknownUser(req.user.clone()))
     }
 
+    /// Registers an OAuth client as the registration endpoint would.
+    pub fn register_oauth_client(&self, metadata: &ClientMetadata) -> Result<RegisteredClient, OpError> {
+        if !self.config().oauth {
+            return Err(OpError::OAuthOff);
+        }
+        let now = self.clock.now_ms();
+        Ok(lock(&self.oauth).register(metadata, now)?)
+    }
+
+    /// Every registered OAuth client.
+    pub fn oauth_clients(&self) -> Vec<RegisteredClient> {
+        lock(&self.oauth).clients()
+    }
+
+    /// Mints an OAuth session as an approved authorization plus a code exchange would.
+    pub fn mint_oauth_session(&self, req: &OAuthMintRequest) -> Result<OAuthIssued, OpError> {
+        let cfg = self.config();
+        if !cfg.oauth {
+            return Err(OpError::OAuthOff);
+        }
+        let now = self.clock.now_ms();
+        let mut registry = lock(&self.oauth);
+        let client_id = match &req.client_id {
+            Some(id) if registry.client(id).is_some() => id.clone(),
+            Some(id) => return Err(OpError::UnknownOAuthClient(id.clone())),
+            None => {
+                registry
+                    .register(&ClientMetadata::public_client(&[HARNESS_REDIRECT_URI]), now)?
+                    .client_id
+            }
+        };
+        let device_id = match &req.device_id {
+            Some(d) if is_valid_device_id(d) => d.clone(),
+            Some(d) => {
+                return Err(OpError::OAuth(OAuthError::new(
+                    crate::oauth::OAuthErrorCode::InvalidScope,
+                    format!("device id {d:?} must be 1 to 255 of A-Z a-z 0-9 - . _ ~"),
+                )));
+            }
+            None => new_device_id(),
+        };
+        let grant = OAuthGrant {
+            client_id: client_id.clone(),
+            scope: format!("{API_SCOPE} {DEVICE_PREFIX}{device_id}"),
+        };
+        let mut store = lock(&self.store);
+        let user_id = store.user_id_for(&req.user);
+        let issued = store
+            .login_oauth(&cfg, now, &user_id, Some(&device_id), &grant)
+            .map_err(|LoginError::InvalidCredentials| OpError::UnknownUser(req.user.clone()))?;
+        Ok(OAuthIssued {
+            client_id,
+            scope: grant.scope,
+            issued,
+        })
+    }
+
     fn session_key(&self, user: &str, device_id: &str) -> Result<String, OpError> {
         let store = lock(&self.store);
         let user_id = store.user_id_for(user);
@@ -257,7 +380,11 @@ impl Core {
         let token = store
             .current_refresh_token(&user_id, device_id)
             .ok_or_else(|| OpError::NoRefreshToken(device_id.to_owned()))?;
-        let issued = store.refresh(&cfg, now, &token)?;
+        let issued = if store.is_oauth_refresh_token(&token) {
+            store.refresh_oauth(&cfg, now, &token, None)?
+        } else {
+            store.refresh(&cfg, now, &token)?
+        };
         if use_new {
             let _ = store.authenticate(&cfg, now, &issued.access_token, true);
         }
@@ -351,6 +478,7 @@ impl Core {
         *lock(&self.rooms) = Rooms::new();
         self.clear_faults();
         lock(&self.filters).clear();
+        *lock(&self.oauth) = OAuthRegistry::default();
         lock(&self.displaynames).clear();
         *lock(&self.refresh_bucket) = Bucket::default();
         self.trace.clear();

@@ -44,11 +44,21 @@ pub enum Endpoint {
     Filter,
     /// `GET /profile/{userId}` and its fields
     Profile,
+    /// `GET /_matrix/client/v1/auth_metadata` (and the unstable MSC2965 path)
+    AuthMetadata,
+    /// `POST /oauth2/registration` (RFC 7591)
+    OAuthRegistration,
+    /// `GET /oauth2/authorize` (RFC 6749 §4.1.1)
+    OAuthAuthorize,
+    /// `POST /oauth2/token` (RFC 6749 §4.1.3, §6)
+    OAuthToken,
+    /// `POST /oauth2/revoke` (RFC 7009)
+    OAuthRevoke,
 }
 
 impl Endpoint {
     /// Every endpoint.
-    pub const ALL: [Endpoint; 19] = [
+    pub const ALL: [Endpoint; 24] = [
         Endpoint::Versions,
         Endpoint::WellKnown,
         Endpoint::Login,
@@ -68,6 +78,11 @@ impl Endpoint {
         Endpoint::Pushrules,
         Endpoint::Filter,
         Endpoint::Profile,
+        Endpoint::AuthMetadata,
+        Endpoint::OAuthRegistration,
+        Endpoint::OAuthAuthorize,
+        Endpoint::OAuthToken,
+        Endpoint::OAuthRevoke,
     ];
 
     /// The name used in traces and fault rules.
@@ -92,6 +107,11 @@ impl Endpoint {
             Endpoint::Pushrules => "pushrules",
             Endpoint::Filter => "filter",
             Endpoint::Profile => "profile",
+            Endpoint::AuthMetadata => "auth_metadata",
+            Endpoint::OAuthRegistration => "oauth_registration",
+            Endpoint::OAuthAuthorize => "oauth_authorize",
+            Endpoint::OAuthToken => "oauth_token",
+            Endpoint::OAuthRevoke => "oauth_revoke",
         }
     }
 }
@@ -306,6 +326,24 @@ fn extract_params(pattern: &[&str], segments: &[&str]) -> Vec<String> {
     params
 }
 
+/// Where the OAuth 2.0 API lives: path, endpoint, methods. Served only with the `oauth` knob.
+const OAUTH_ROUTES: &[(&str, Endpoint, &[&str])] = &[
+    (
+        "/_matrix/client/v1/auth_metadata",
+        Endpoint::AuthMetadata,
+        &["GET"],
+    ),
+    (
+        "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
+        Endpoint::AuthMetadata,
+        &["GET"],
+    ),
+    ("/oauth2/registration", Endpoint::OAuthRegistration, &["POST"]),
+    ("/oauth2/authorize", Endpoint::OAuthAuthorize, &["GET"]),
+    ("/oauth2/token", Endpoint::OAuthToken, &["POST"]),
+    ("/oauth2/revoke", Endpoint::OAuthRevoke, &["POST"]),
+];
+
 /// Classifies a request path under the current knobs (which decide where `/refresh` is served).
 /// It allocates nothing unless the endpoint has path parameters.
 ///
@@ -316,12 +354,21 @@ fn extract_params(pattern: &[&str], segments: &[&str]) -> Vec<String> {
 /// assert_eq!(classify("/_matrix/client/v3/refresh", "GET", &cfg), Classified::MethodNotAllowed(Endpoint::Refresh));
 /// // Switched off by a knob: 404, but the trace still says `refresh`.
 /// assert_eq!(classify("/_matrix/client/v1/refresh", "POST", &cfg), Classified::Unserved(Endpoint::Refresh));
+/// // The OAuth 2.0 API follows the `oauth` knob.
+/// assert_eq!(classify("/oauth2/token", "POST", &cfg), Classified::Unserved(Endpoint::OAuthToken));
 /// ```
 pub fn classify(path: &str, method: &str, cfg: &ServerConfig) -> Classified {
     match path {
         "/_matrix/client/versions" => return found_or_405(Endpoint::Versions, method, &["GET"]),
         "/.well-known/matrix/client" => return found_or_405(Endpoint::WellKnown, method, &["GET"]),
         _ => {}
+    }
+    if let Some((_, endpoint, methods)) = OAUTH_ROUTES.iter().find(|(p, _, _)| *p == path) {
+        return if cfg.oauth {
+            found_or_405(*endpoint, method, methods)
+        } else {
+            Classified::Unserved(*endpoint)
+        };
     }
     let served = match path {
         "/_matrix/client/r0/refresh" | "/_matrix/client/v3/refresh" | "/_matrix/client/unstable/refresh" => {
@@ -468,6 +515,34 @@ mod tests {
             ),
             Classified::Found { .. }
         ));
+        let mut oauth = ServerConfig::for_profile(Profile::Mas);
+        assert!(matches!(
+            classify("/oauth2/token", "POST", &oauth),
+            Classified::Found {
+                endpoint: Endpoint::OAuthToken,
+                ..
+            }
+        ));
+        assert_eq!(
+            classify("/oauth2/token", "GET", &oauth),
+            Classified::MethodNotAllowed(Endpoint::OAuthToken)
+        );
+        assert!(matches!(
+            classify(
+                "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata",
+                "GET",
+                &oauth
+            ),
+            Classified::Found {
+                endpoint: Endpoint::AuthMetadata,
+                ..
+            }
+        ));
+        oauth.oauth = false;
+        assert_eq!(
+            classify("/_matrix/client/v1/auth_metadata", "GET", &oauth),
+            Classified::Unserved(Endpoint::AuthMetadata)
+        );
         let off = ServerConfig::for_profile(Profile::NoRefresh);
         assert_eq!(
             classify("/_matrix/client/v3/refresh", "POST", &off),

@@ -180,19 +180,27 @@ pub fn refresh_error(cfg: &ServerConfig, err: RefreshError) -> MatrixError {
             401,
             "M_UNKNOWN_TOKEN",
             match err {
-                RefreshError::Malformed | RefreshError::Unknown => "Unknown refresh token",
-                RefreshError::Consumed => "Refresh token has already been used",
+                RefreshError::Malformed | RefreshError::Unknown | RefreshError::WrongClient => {
+                    "Unknown refresh token"
+                }
+                RefreshError::Consumed | RefreshError::ReplayRevokedSession => {
+                    "Refresh token has already been used"
+                }
                 RefreshError::Expired => "Refresh token has expired",
                 RefreshError::SessionExpired => "Session has expired",
             },
         ),
         Dialect::Synapse => match err {
             RefreshError::Malformed => MatrixError::new(401, "M_UNKNOWN_TOKEN", "invalid refresh token"),
-            RefreshError::Unknown => MatrixError::new(401, "M_UNKNOWN_TOKEN", "refresh token does not exist"),
-            RefreshError::Consumed if cfg.reuse_policy == ReusePolicy::GraceThenForbidden => {
+            RefreshError::Unknown | RefreshError::WrongClient => {
+                MatrixError::new(401, "M_UNKNOWN_TOKEN", "refresh token does not exist")
+            }
+            RefreshError::Consumed | RefreshError::ReplayRevokedSession
+                if cfg.reuse_policy == ReusePolicy::GraceThenForbidden =>
+            {
                 MatrixError::forbidden("refresh token isn't valid anymore")
             }
-            RefreshError::Consumed => {
+            RefreshError::Consumed | RefreshError::ReplayRevokedSession => {
                 MatrixError::new(401, "M_UNKNOWN_TOKEN", "refresh token isn't valid anymore")
             }
             RefreshError::Expired => MatrixError::forbidden("The supplied refresh token has expired"),

@@ -29,6 +29,22 @@ pub enum FaultAction {
         #[serde(default)]
         retry_after_ms: Option<u64>,
     },
+    /// Answer an OAuth 2.0 error as a token endpoint would (RFC 6749 §5.2 JSON
+    /// `{"error", "error_description"}`), without performing the request.
+    OauthError {
+        /// HTTP status (default 400).
+        #[serde(default = "default_oauth_status")]
+        status: u16,
+        /// `error` (default `invalid_request`; any string, e.g. `temporarily_unavailable`).
+        #[serde(default = "default_oauth_error")]
+        error: String,
+        /// `error_description` (a default names the fault).
+        #[serde(default)]
+        error_description: Option<String>,
+        /// A `Retry-After` header, in ms (sent rounded up to whole seconds).
+        #[serde(default)]
+        retry_after_ms: Option<u64>,
+    },
     /// Wait, then handle the request normally.
     Delay {
         /// How long (`"2s"` or ms).
@@ -69,11 +85,20 @@ fn default_html_status() -> u16 {
     502
 }
 
+fn default_oauth_status() -> u16 {
+    400
+}
+
+fn default_oauth_error() -> String {
+    "invalid_request".to_owned()
+}
+
 impl FaultAction {
     /// The action's kind as written in rules.
     pub fn kind(&self) -> &'static str {
         match self {
             FaultAction::Error { .. } => "error",
+            FaultAction::OauthError { .. } => "oauth_error",
             FaultAction::Delay { .. } => "delay",
             FaultAction::Hang => "hang",
             FaultAction::Reset => "reset",

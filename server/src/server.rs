@@ -4,8 +4,9 @@
 use crate::config::{Profile, ReusePolicy, ServerConfig};
 use crate::conn::{ConnHandle, FaultIo};
 use crate::control::{self, ControlAccess};
-use crate::core::{Core, Initial, MintRequest, OpError};
+use crate::core::{Core, Initial, MintRequest, OAuthIssued, OAuthMintRequest, OpError};
 use crate::fault::{FaultRule, FaultStatus};
+use crate::oauth::{ClientMetadata, RegisteredClient};
 use crate::store::{DeviceInfo, Issued};
 use crate::trace::TraceEntry;
 use axum::Router;
@@ -133,6 +134,13 @@ impl MockHomeserverBuilder {
         self
     }
 
+    /// Serves the OAuth 2.0 API (`auth_metadata`, `/oauth2/*`) or not; the `mas` and `oauth-spec`
+    /// profiles turn it on, the others off.
+    pub fn oauth(mut self, on: bool) -> Self {
+        self.config.oauth = on;
+        self
+    }
+
     /// Adds a user (besides the default `alice` / `wonderland`).
     pub fn user(mut self, user: &str, password: &str) -> Self {
         self.users.push((user.to_owned(), password.to_owned()));
@@ -185,6 +193,7 @@ impl MockHomeserverBuilder {
             addr: self.bind,
             source,
         })?;
+        let _ = core.base_url.set(format!("http://{addr}"));
         let app = app(core.clone(), self.control);
         tokio::spawn(accept_loop(listener, app, core.clone()));
         tracing::debug!(%addr, "mock homeserver listening");
@@ -307,6 +316,55 @@ impl MockHomeserver {
         self.core.mint_session(req)
     }
 
+    /// The OAuth 2.0 issuer: `http://127.0.0.1:<port>/`, as `auth_metadata` reports it to a
+    /// client that uses [`url`](Self::url).
+    pub fn issuer(&self) -> String {
+        format!("{}/", self.url())
+    }
+
+    /// Registers a public OAuth client (grants `authorization_code` and `refresh_token`,
+    /// `application_type` `native`) with these redirect URIs, as dynamic client registration
+    /// would. Returns its client id. Fails when the `oauth` knob is off or a URI is refused.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use rotary_server::{MockHomeserver, OAuthMintRequest, Profile};
+    /// let server = MockHomeserver::builder().profile(Profile::Mas).start().await.unwrap();
+    /// let client_id = server.register_oauth_client(&["http://127.0.0.1/callback"]).unwrap();
+    /// let req = OAuthMintRequest { client_id: Some(client_id.clone()), ..OAuthMintRequest::for_user("alice") };
+    /// let session = server.mint_oauth_session_with(&req).unwrap();
+    /// assert_eq!(session.client_id, client_id);
+    /// assert!(session.issued.refresh_token.unwrap().starts_with("mar_"));
+    /// # }
+    /// ```
+    pub fn register_oauth_client(&self, redirect_uris: &[&str]) -> Result<String, OpError> {
+        Ok(self
+            .core
+            .register_oauth_client(&ClientMetadata::public_client(redirect_uris))?
+            .client_id)
+    }
+
+    /// Registers an OAuth client with full control over its metadata (RFC 7591 rules).
+    pub fn register_oauth_client_with(&self, metadata: &ClientMetadata) -> Result<RegisteredClient, OpError> {
+        self.core.register_oauth_client(metadata)
+    }
+
+    /// Every registered OAuth client.
+    pub fn oauth_clients(&self) -> Vec<RegisteredClient> {
+        self.core.oauth_clients()
+    }
+
+    /// Mints an OAuth 2.0 session for an existing user with a newly registered client and a new
+    /// device, as a browser login plus a code exchange would. Fails when the `oauth` knob is off.
+    pub fn mint_oauth_session(&self, user: &str) -> Result<OAuthIssued, OpError> {
+        self.core.mint_oauth_session(&OAuthMintRequest::for_user(user))
+    }
+
+    /// Mints an OAuth 2.0 session with a chosen client and/or device.
+    pub fn mint_oauth_session_with(&self, req: &OAuthMintRequest) -> Result<OAuthIssued, OpError> {
+        self.core.mint_oauth_session(req)
+    }
+
     /// Expires every access token of a session now. Returns their labels.
     pub fn expire_session(&self, user: &str, device_id: &str) -> Result<Vec<String>, OpError> {
         self.core.expire_session(user, device_id)
@@ -317,8 +375,9 @@ impl MockHomeserver {
         self.core.revoke_session(user, device_id)
     }
 
-    /// Refreshes a session's newest refresh token as another process of the same device would;
-    /// with `use_new`, the new access token is used once too.
+    /// Refreshes a session's newest refresh token as another process of the same device would
+    /// (legacy or OAuth, by the session's kind, skipping the client check); with `use_new`, the
+    /// new access token is used once too.
     pub fn rotate_out_of_band(&self, user: &str, device_id: &str, use_new: bool) -> Result<Issued, OpError> {
         self.core.rotate_out_of_band(user, device_id, use_new)
     }

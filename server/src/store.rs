@@ -3,9 +3,16 @@
 //! It knows nothing of HTTP: callers pass the knobs ([`ServerConfig`]) and the time (`now_ms`) and
 //! get typed outcomes back. Tokens are kept forever as tombstones once gone, so that a trace can
 //! still say what a presented token was (`consumed`, `revoked`, …).
+//!
+//! Sessions come in two kinds: legacy ones (`/login`, `/register`, minted) whose refresh tokens
+//! follow `reuse_policy` and `revoke_old_access_token`, and OAuth 2.0 ones (bound to a client id and
+//! a scope) whose refresh tokens follow the `oauth_*` knobs. Each refresh endpoint accepts only
+//! its own kind of refresh token; access tokens of both kinds authenticate alike.
 
-use crate::config::{ReusePolicy, ServerConfig};
-use crate::token::{TokenKind, check_token_shape, generate_token};
+use crate::config::{OAuthReusePolicy, ReusePolicy, ServerConfig};
+use crate::token::{
+    TokenKind, check_oauth_token_shape, check_token_shape, generate_oauth_token, generate_token,
+};
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -45,6 +52,13 @@ pub enum RefreshError {
     /// The session lifetime is over.
     #[error("session expired")]
     SessionExpired,
+    /// An OAuth refresh token presented by a client other than the one it was issued to.
+    #[error("refresh token was issued to another client")]
+    WrongClient,
+    /// An invalidated OAuth refresh token was presented again and, as the spec recommends
+    /// (`oauth_replay_revokes_session`), the whole session was revoked.
+    #[error("refresh token already used; the session was revoked")]
+    ReplayRevokedSession,
 }
 
 /// Why a password login was refused.
@@ -109,6 +123,15 @@ pub struct TokenView<S> {
     pub state: S,
 }
 
+/// The OAuth 2.0 grant an OAuth session was created by.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthGrant {
+    /// The client the session belongs to.
+    pub client_id: String,
+    /// The granted scope, space-separated (it names the device).
+    pub scope: String,
+}
+
 /// Tokens handed out by a login, registration, refresh or mint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Issued {
@@ -161,6 +184,9 @@ pub struct DeviceInfo {
     pub live_refresh_tokens: Vec<String>,
     /// Label of the newest refresh token.
     pub current_refresh_token: Option<String>,
+    /// The OAuth client of an OAuth 2.0 session (absent for legacy sessions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth_client_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,12 +210,14 @@ struct AccessToken {
     valid_until_ms: Option<i64>,
     used: bool,
     gone: Option<AccessGone>,
+    oauth: bool,
 }
 
 #[derive(Debug)]
 struct RefreshToken {
     token: Arc<str>,
     device: u32,
+    oauth: bool,
     expiry_ms: Option<i64>,
     session_expiry_ms: Option<i64>,
     next: Option<u32>,
@@ -206,6 +234,7 @@ struct Device {
     access: Vec<u32>,
     refresh: Vec<u32>,
     deleted: bool,
+    oauth: Option<OAuthGrant>,
 }
 
 #[derive(Debug)]
@@ -248,6 +277,52 @@ fn idx(n: usize) -> u32 {
 
 fn add_ms(now_ms: i64, d: Duration) -> i64 {
     now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4))
+}
+
+/// The refresh rules one refresh token follows, from the knobs of its kind of session.
+#[derive(Clone, Copy, Debug)]
+struct Rules {
+    /// An exchanged token is accepted again while its successor pair is unused.
+    grace: bool,
+    /// A refresh revokes the access tokens of the refresh token it consumed.
+    revoke_old_access: bool,
+    /// Deleting the generation before the consumed token also deletes its access tokens
+    /// (Synapse keeps two generations).
+    drop_old_generation_access: bool,
+    /// A token of a deleted generation counts as consumed (OAuth) rather than unknown (Synapse).
+    superseded_is_consumed: bool,
+    /// Presenting an invalidated token revokes the session.
+    replay_revokes_session: bool,
+}
+
+impl Rules {
+    fn legacy(cfg: &ServerConfig) -> Self {
+        Rules {
+            grace: cfg.reuse_policy != ReusePolicy::SingleUse,
+            revoke_old_access: cfg.revoke_old_access_token,
+            drop_old_generation_access: true,
+            superseded_is_consumed: false,
+            replay_revokes_session: false,
+        }
+    }
+
+    fn oauth(cfg: &ServerConfig) -> Self {
+        Rules {
+            grace: cfg.oauth_reuse_policy == OAuthReusePolicy::Grace,
+            revoke_old_access: cfg.oauth_revoke_old_access_token,
+            drop_old_generation_access: false,
+            superseded_is_consumed: true,
+            replay_revokes_session: cfg.oauth_replay_revokes_session,
+        }
+    }
+
+    fn for_token(cfg: &ServerConfig, oauth: bool) -> Self {
+        if oauth {
+            Rules::oauth(cfg)
+        } else {
+            Rules::legacy(cfg)
+        }
+    }
 }
 
 fn min_opt(a: Option<i64>, cap: Option<i64>) -> Option<i64> {
@@ -357,13 +432,22 @@ impl TokenStore {
         }
     }
 
-    fn device_for(&mut self, user: u32, device_id: Option<&str>, display_name: Option<&str>) -> u32 {
+    fn device_for(
+        &mut self,
+        user: u32,
+        device_id: Option<&str>,
+        display_name: Option<&str>,
+        oauth: Option<&OAuthGrant>,
+    ) -> u32 {
         if let Some(id) = device_id
             && let Some(&d) = self.devices_by_key.get(&(user, Arc::from(id)))
             && !self.devices[d as usize].deleted
         {
             if display_name.is_some() {
                 self.devices[d as usize].display_name = display_name.map(str::to_owned);
+            }
+            if let Some(grant) = oauth {
+                self.devices[d as usize].oauth = Some(grant.clone());
             }
             return d;
         }
@@ -385,6 +469,7 @@ impl TokenStore {
             access: Vec::new(),
             refresh: Vec::new(),
             deleted: false,
+            oauth: oauth.cloned(),
         });
         self.devices_by_key.insert((user, device_id), d);
         self.users[user as usize].devices.push(d);
@@ -397,13 +482,14 @@ impl TokenStore {
         device: u32,
         valid_until_ms: Option<i64>,
         refresh: Option<u32>,
+        oauth: bool,
     ) -> u32 {
         let user = self.devices[device as usize].user as usize;
-        let token: Arc<str> = Arc::from(generate_token(
-            cfg.dialect,
-            TokenKind::Access,
-            &self.users[user].localpart,
-        ));
+        let token: Arc<str> = Arc::from(if oauth {
+            generate_oauth_token(TokenKind::Access)
+        } else {
+            generate_token(cfg.dialect, TokenKind::Access, &self.users[user].localpart)
+        });
         let a = idx(self.access.len());
         self.access.push(AccessToken {
             token: token.clone(),
@@ -411,6 +497,7 @@ impl TokenStore {
             valid_until_ms,
             used: false,
             gone: None,
+            oauth,
         });
         self.access_by_token.insert(token, a);
         self.devices[device as usize].access.push(a);
@@ -426,17 +513,19 @@ impl TokenStore {
         device: u32,
         expiry_ms: Option<i64>,
         session_expiry_ms: Option<i64>,
+        oauth: bool,
     ) -> u32 {
         let user = self.devices[device as usize].user as usize;
-        let token: Arc<str> = Arc::from(generate_token(
-            cfg.dialect,
-            TokenKind::Refresh,
-            &self.users[user].localpart,
-        ));
+        let token: Arc<str> = Arc::from(if oauth {
+            generate_oauth_token(TokenKind::Refresh)
+        } else {
+            generate_token(cfg.dialect, TokenKind::Refresh, &self.users[user].localpart)
+        });
         let r = idx(self.refresh.len());
         self.refresh.push(RefreshToken {
             token: token.clone(),
             device,
+            oauth,
             expiry_ms,
             session_expiry_ms,
             next: None,
@@ -475,8 +564,50 @@ impl TokenStore {
         display_name: Option<&str>,
         want_refresh: bool,
     ) -> Result<Issued, LoginError> {
+        self.start_session(cfg, now_ms, user_id, device_id, display_name, want_refresh, None)
+    }
+
+    /// Starts an OAuth 2.0 session for `user_id` on the named (or a new) device, bound to the
+    /// grant's client and scope, as a successful authorization-code exchange does: `mat_`/`mar_`
+    /// tokens, a refresh token whenever refresh is enabled. Fails only for a user that does not
+    /// exist.
+    ///
+    /// ```
+    /// use rotary_server::{OAuthGrant, Profile, ServerConfig, TokenStore};
+    /// let cfg = ServerConfig::for_profile(Profile::Mas);
+    /// let mut store = TokenStore::new("localhost");
+    /// store.add_user("alice", "wonderland").unwrap();
+    /// let grant = OAuthGrant { client_id: "C1".into(), scope: "urn:matrix:client:api:*".into() };
+    /// let s = store.login_oauth(&cfg, 0, "alice", Some("DEV"), &grant).unwrap();
+    /// assert!(s.access_token.starts_with("mat_"));
+    /// let next = store.refresh_oauth(&cfg, 1, s.refresh_token.as_deref().unwrap(), Some("C1")).unwrap();
+    /// assert!(next.refresh_token.unwrap().starts_with("mar_"));
+    /// ```
+    pub fn login_oauth(
+        &mut self,
+        cfg: &ServerConfig,
+        now_ms: i64,
+        user_id: &str,
+        device_id: Option<&str>,
+        grant: &OAuthGrant,
+    ) -> Result<Issued, LoginError> {
+        self.start_session(cfg, now_ms, user_id, device_id, None, true, Some(grant))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_session(
+        &mut self,
+        cfg: &ServerConfig,
+        now_ms: i64,
+        user_id: &str,
+        device_id: Option<&str>,
+        display_name: Option<&str>,
+        want_refresh: bool,
+        oauth: Option<&OAuthGrant>,
+    ) -> Result<Issued, LoginError> {
         let user = self.user_index(user_id).ok_or(LoginError::InvalidCredentials)?;
-        let device = self.device_for(user, device_id, display_name);
+        let device = self.device_for(user, device_id, display_name, oauth);
+        let is_oauth = oauth.is_some();
         let session_expiry = cfg.session_lifetime.map(|d| add_ms(now_ms, d));
         match cfg.refreshable_access_token_lifetime {
             Some(lifetime) if want_refresh => {
@@ -485,8 +616,8 @@ impl TokenStore {
                     cfg.refresh_token_lifetime.map(|d| add_ms(now_ms, d)),
                     session_expiry,
                 );
-                let r = self.new_refresh(cfg, device, rt_exp, session_expiry);
-                let a = self.new_access(cfg, device, at_exp, Some(r));
+                let r = self.new_refresh(cfg, device, rt_exp, session_expiry, is_oauth);
+                let a = self.new_access(cfg, device, at_exp, Some(r), is_oauth);
                 Ok(self.issued(a, Some(r)))
             }
             _ => {
@@ -496,7 +627,7 @@ impl TokenStore {
                     session_expiry,
                 )
                 .or(session_expiry);
-                let a = self.new_access(cfg, device, at_exp, None);
+                let a = self.new_access(cfg, device, at_exp, None, is_oauth);
                 Ok(self.issued(a, None))
             }
         }
@@ -594,7 +725,7 @@ impl TokenStore {
             }
             None => match rt.next {
                 None => RefreshState::Current,
-                Some(n) if cfg.reuse_policy != ReusePolicy::SingleUse && !self.successor_used(n) => {
+                Some(n) if Rules::for_token(cfg, rt.oauth).grace && !self.successor_used(n) => {
                     RefreshState::PreviousUnused
                 }
                 Some(_) => RefreshState::Consumed,
@@ -606,17 +737,21 @@ impl TokenStore {
         }
     }
 
-    /// The user and device an access or refresh token was issued to, whatever its state.
-    pub fn owner_of(&self, token: &str) -> Option<(String, String)> {
-        let device = self
-            .access_by_token
+    /// The device an access or refresh token was issued to, whatever its state.
+    fn device_of_token(&self, token: &str) -> Option<u32> {
+        self.access_by_token
             .get(token)
             .map(|&a| self.access[a as usize].device)
             .or_else(|| {
                 self.refresh_by_token
                     .get(token)
                     .map(|&r| self.refresh[r as usize].device)
-            })?;
+            })
+    }
+
+    /// The user and device an access or refresh token was issued to, whatever its state.
+    pub fn owner_of(&self, token: &str) -> Option<(String, String)> {
+        let device = self.device_of_token(token)?;
         let dev = &self.devices[device as usize];
         Some((
             self.users[dev.user as usize].user_id.to_string(),
@@ -641,41 +776,108 @@ impl TokenStore {
         }
     }
 
-    fn delete_refresh(&mut self, r: u32, why: RefreshGone, access_why: AccessGone) {
+    /// Deletes a refresh token, and its access tokens unless `access_why` is `None`.
+    fn delete_refresh(&mut self, r: u32, why: RefreshGone, access_why: Option<AccessGone>) {
         if self.refresh[r as usize].gone.is_some() {
             return;
         }
         self.refresh[r as usize].gone = Some(why);
         let device = self.refresh[r as usize].device as usize;
         self.devices[device].refresh.retain(|&x| x != r);
-        let access = self.refresh[r as usize].access.clone();
-        for a in access {
-            self.revoke_access(a, access_why);
+        if let Some(access_why) = access_why {
+            let access = self.refresh[r as usize].access.clone();
+            for a in access {
+                self.revoke_access(a, access_why);
+            }
         }
     }
 
-    /// Exchanges a refresh token, following the configured rotation and reuse rules exactly as
-    /// Synapse's `AuthHandler.refresh_token` and `replace_refresh_token` do.
+    /// Exchanges a legacy refresh token (`/refresh`), following the configured rotation and reuse
+    /// rules exactly as Synapse's `AuthHandler.refresh_token` and `replace_refresh_token` do.
+    /// OAuth refresh tokens are not accepted here.
     pub fn refresh(&mut self, cfg: &ServerConfig, now_ms: i64, token: &str) -> Result<Issued, RefreshError> {
-        if !check_token_shape(cfg.dialect, TokenKind::Refresh, token)
-            && !self.refresh_by_token.contains_key(token)
-        {
+        let known = self
+            .refresh_by_token
+            .get(token)
+            .copied()
+            .filter(|&r| !self.refresh[r as usize].oauth);
+        if !check_token_shape(cfg.dialect, TokenKind::Refresh, token) && known.is_none() {
             return Err(RefreshError::Malformed);
         }
-        let r = *self.refresh_by_token.get(token).ok_or(RefreshError::Unknown)?;
+        let r = known.ok_or(RefreshError::Unknown)?;
+        self.exchange(cfg, now_ms, r, Rules::legacy(cfg))
+    }
+
+    /// Exchanges an OAuth 2.0 refresh token (the token endpoint's `refresh_token` grant) as MAS
+    /// does: the client must be the session's (`None` skips that check, for out-of-band
+    /// rotation); an exchanged token is accepted again only while its successor pair is unused
+    /// (`oauth_reuse_policy = "grace"`), which revokes that pair; a refresh revokes the old access
+    /// token (`oauth_revoke_old_access_token`); with `oauth_replay_revokes_session`, presenting an
+    /// invalidated token revokes the whole session. Legacy refresh tokens are not accepted here.
+    pub fn refresh_oauth(
+        &mut self,
+        cfg: &ServerConfig,
+        now_ms: i64,
+        token: &str,
+        client_id: Option<&str>,
+    ) -> Result<Issued, RefreshError> {
+        let known = self
+            .refresh_by_token
+            .get(token)
+            .copied()
+            .filter(|&r| self.refresh[r as usize].oauth);
+        if !check_oauth_token_shape(TokenKind::Refresh, token) && known.is_none() {
+            return Err(RefreshError::Malformed);
+        }
+        let r = known.ok_or(RefreshError::Unknown)?;
         let rt = &self.refresh[r as usize];
-        if rt.gone.is_some() {
+        if let Some(client) = client_id
+            && rt.gone != Some(RefreshGone::Revoked)
+            && self.devices[rt.device as usize]
+                .oauth
+                .as_ref()
+                .is_some_and(|g| g.client_id != client)
+        {
+            return Err(RefreshError::WrongClient);
+        }
+        self.exchange(cfg, now_ms, r, Rules::oauth(cfg))
+    }
+
+    /// The refusal of an invalidated token; under `replay_revokes_session` the session goes too.
+    fn replayed(&mut self, r: u32, rules: Rules) -> RefreshError {
+        if rules.replay_revokes_session {
+            let device = self.refresh[r as usize].device;
+            self.delete_device_at(device);
+            RefreshError::ReplayRevokedSession
+        } else {
+            RefreshError::Consumed
+        }
+    }
+
+    fn exchange(
+        &mut self,
+        cfg: &ServerConfig,
+        now_ms: i64,
+        r: u32,
+        rules: Rules,
+    ) -> Result<Issued, RefreshError> {
+        let rt = &self.refresh[r as usize];
+        if self.devices[rt.device as usize].deleted {
             return Err(RefreshError::Unknown);
         }
-        if let Some(next) = rt.next {
-            let consumed = match cfg.reuse_policy {
-                ReusePolicy::SingleUse => true,
-                ReusePolicy::GraceThenForbidden | ReusePolicy::GraceThenUnknown => self.successor_used(next),
-            };
-            if consumed {
-                return Err(RefreshError::Consumed);
+        match rt.gone {
+            Some(RefreshGone::Superseded) if rules.superseded_is_consumed => {
+                return Err(self.replayed(r, rules));
             }
+            Some(_) => return Err(RefreshError::Unknown),
+            None => {}
         }
+        if let Some(next) = rt.next
+            && (!rules.grace || self.successor_used(next))
+        {
+            return Err(self.replayed(r, rules));
+        }
+        let rt = &self.refresh[r as usize];
         if rt.expiry_ms.is_some_and(|e| e < now_ms) {
             return Err(RefreshError::Expired);
         }
@@ -684,6 +886,7 @@ impl TokenStore {
         }
         let session_expiry = rt.session_expiry_ms;
         let device = rt.device;
+        let oauth = rt.oauth;
         let at_exp = min_opt(
             cfg.refreshable_access_token_lifetime.map(|d| add_ms(now_ms, d)),
             session_expiry,
@@ -693,28 +896,73 @@ impl TokenStore {
             session_expiry,
         )
         .or(session_expiry);
-        if cfg.revoke_old_access_token {
+        if rules.revoke_old_access {
             for a in self.refresh[r as usize].access.clone() {
                 self.revoke_access(a, AccessGone::Revoked);
             }
         }
         if !cfg.rotate_refresh_tokens {
-            let a = self.new_access(cfg, device, at_exp, Some(r));
+            let a = self.new_access(cfg, device, at_exp, Some(r), oauth);
             return Ok(self.issued(a, None));
         }
-        let new_r = self.new_refresh(cfg, device, rt_exp, session_expiry);
-        let a = self.new_access(cfg, device, at_exp, Some(new_r));
+        let new_r = self.new_refresh(cfg, device, rt_exp, session_expiry, oauth);
+        let a = self.new_access(cfg, device, at_exp, Some(new_r), oauth);
         // replace_refresh_token: point at the successor, delete an earlier unused successor (and
         // its access token), and delete the generation before this one.
         let old_next = self.refresh[r as usize].next.replace(new_r);
         self.refresh[new_r as usize].prev = Some(r);
         if let Some(old) = old_next {
-            self.delete_refresh(old, RefreshGone::Revoked, AccessGone::Revoked);
+            self.delete_refresh(old, RefreshGone::Revoked, Some(AccessGone::Revoked));
         }
         if let Some(prev) = self.refresh[r as usize].prev.take() {
-            self.delete_refresh(prev, RefreshGone::Superseded, AccessGone::Dropped);
+            let access_why = rules.drop_old_generation_access.then_some(AccessGone::Dropped);
+            self.delete_refresh(prev, RefreshGone::Superseded, access_why);
         }
         Ok(self.issued(a, Some(new_r)))
+    }
+
+    /// Whether `token` is a refresh token of an OAuth 2.0 session.
+    pub fn is_oauth_refresh_token(&self, token: &str) -> bool {
+        self.refresh_by_token
+            .get(token)
+            .is_some_and(|&r| self.refresh[r as usize].oauth)
+    }
+
+    /// The OAuth grant of the session a token (access or refresh, any state) belongs to.
+    pub fn oauth_grant_of(&self, token: &str) -> Option<&OAuthGrant> {
+        let device = self.device_of_token(token)?;
+        self.devices[device as usize].oauth.as_ref()
+    }
+
+    /// Revokes an OAuth 2.0 token as MAS's revocation endpoint does (RFC 7009): a valid OAuth
+    /// access token (live and unexpired) or a valid OAuth refresh token (live, not yet exchanged)
+    /// ends its whole session (the device and all its tokens). Anything else — unknown, already
+    /// revoked, expired, exchanged, or a legacy token — changes nothing. Returns the user and
+    /// device whose session ended.
+    pub fn revoke_oauth_token(
+        &mut self,
+        cfg: &ServerConfig,
+        now_ms: i64,
+        token: &str,
+    ) -> Option<(String, String)> {
+        let device = if let Some(&a) = self.access_by_token.get(token) {
+            let at = &self.access[a as usize];
+            let valid =
+                at.oauth && self.access_live(cfg, at) && at.valid_until_ms.is_none_or(|v| v >= now_ms);
+            valid.then_some(at.device)?
+        } else {
+            let &r = self.refresh_by_token.get(token)?;
+            let rt = &self.refresh[r as usize];
+            let valid = rt.oauth && rt.gone.is_none() && rt.next.is_none();
+            valid.then_some(rt.device)?
+        };
+        let dev = &self.devices[device as usize];
+        let owner = (
+            self.users[dev.user as usize].user_id.to_string(),
+            dev.device_id.to_string(),
+        );
+        self.delete_device_at(device);
+        Some(owner)
     }
 
     fn device_index(&self, user_id: &str, device_id: &str) -> Option<u32> {
@@ -735,8 +983,16 @@ impl TokenStore {
         let Some(d) = self.device_index(user_id, device_id) else {
             return false;
         };
+        self.delete_device_at(d);
+        true
+    }
+
+    fn delete_device_at(&mut self, d: u32) {
+        if self.devices[d as usize].deleted {
+            return;
+        }
         for r in self.devices[d as usize].refresh.clone() {
-            self.delete_refresh(r, RefreshGone::Revoked, AccessGone::Revoked);
+            self.delete_refresh(r, RefreshGone::Revoked, Some(AccessGone::Revoked));
         }
         for a in self.devices[d as usize].access.clone() {
             self.revoke_access(a, AccessGone::Revoked);
@@ -745,7 +1001,6 @@ impl TokenStore {
         dev.deleted = true;
         let user = dev.user as usize;
         self.users[user].devices.retain(|&x| x != d);
-        true
     }
 
     /// Sets a device's display name. Returns whether the device exists.
@@ -823,6 +1078,7 @@ impl TokenStore {
                         .iter()
                         .find(|&&r| self.refresh[r as usize].next.is_none())
                         .map(|&r| refresh_label(r)),
+                    oauth_client_id: dev.oauth.as_ref().map(|g| g.client_id.clone()),
                 });
             }
         }
@@ -943,6 +1199,154 @@ mod tests {
             RefreshState::Unknown
         );
         assert_eq!(s.inspect_access(&cfg, 2, None).state, AccessState::Missing);
+    }
+
+    fn oauth_setup(profile: Profile) -> (ServerConfig, TokenStore, Issued) {
+        let cfg = ServerConfig::for_profile(profile);
+        let mut s = TokenStore::new("localhost");
+        s.add_user("alice", "wonderland").unwrap();
+        let grant = OAuthGrant {
+            client_id: "CLIENT".into(),
+            scope: "urn:matrix:client:api:* urn:matrix:client:device:DEV".into(),
+        };
+        let login = s
+            .login_oauth(&cfg, 0, "@alice:localhost", Some("DEV"), &grant)
+            .unwrap();
+        (cfg, s, login)
+    }
+
+    #[test]
+    fn oauth_replay_is_accepted_while_the_successor_is_unused() {
+        let (cfg, mut s, login) = oauth_setup(Profile::Mas);
+        let first = s.refresh_oauth(&cfg, 1, rt(&login), Some("CLIENT")).unwrap();
+        // MAS revokes the old access token at once.
+        assert_eq!(
+            s.authenticate(&cfg, 1, &login.access_token, false),
+            Err(AccessError::Revoked)
+        );
+        assert_eq!(
+            s.inspect_refresh(&cfg, 1, rt(&login)).state,
+            RefreshState::PreviousUnused
+        );
+        // The response was lost: the replay revokes the unused pair and issues a new one.
+        let second = s.refresh_oauth(&cfg, 2, rt(&login), Some("CLIENT")).unwrap();
+        assert_eq!(
+            s.authenticate(&cfg, 2, &first.access_token, false),
+            Err(AccessError::Revoked)
+        );
+        assert_eq!(
+            s.refresh_oauth(&cfg, 2, rt(&first), Some("CLIENT")),
+            Err(RefreshError::Unknown)
+        );
+        s.authenticate(&cfg, 3, &second.access_token, false).unwrap();
+        assert_eq!(
+            s.refresh_oauth(&cfg, 3, rt(&login), Some("CLIENT")),
+            Err(RefreshError::Consumed)
+        );
+        // Two generations on, the first token is still "consumed", not unknown.
+        let third = s.refresh_oauth(&cfg, 4, rt(&second), Some("CLIENT")).unwrap();
+        s.refresh_oauth(&cfg, 5, rt(&third), Some("CLIENT")).unwrap();
+        assert_eq!(
+            s.refresh_oauth(&cfg, 6, rt(&login), Some("CLIENT")),
+            Err(RefreshError::Consumed)
+        );
+        assert_eq!(
+            s.inspect_refresh(&cfg, 6, rt(&login)).state,
+            RefreshState::Consumed
+        );
+        assert!(s.has_device("@alice:localhost", "DEV"));
+    }
+
+    #[test]
+    fn oauth_spec_replay_revokes_the_session() {
+        let (cfg, mut s, login) = oauth_setup(Profile::OAuthSpec);
+        let next = s.refresh_oauth(&cfg, 1, rt(&login), Some("CLIENT")).unwrap();
+        s.authenticate(&cfg, 2, &next.access_token, false).unwrap();
+        assert_eq!(
+            s.refresh_oauth(&cfg, 3, rt(&login), Some("CLIENT")),
+            Err(RefreshError::ReplayRevokedSession)
+        );
+        assert_eq!(
+            s.authenticate(&cfg, 3, &next.access_token, false),
+            Err(AccessError::Revoked)
+        );
+        assert!(!s.has_device("@alice:localhost", "DEV"));
+        assert_eq!(
+            s.refresh_oauth(&cfg, 4, rt(&login), Some("CLIENT")),
+            Err(RefreshError::Unknown)
+        );
+    }
+
+    #[test]
+    fn oauth_and_legacy_tokens_stay_apart() {
+        let (cfg, mut s, login) = oauth_setup(Profile::Mas);
+        assert!(login.access_token.starts_with("mat_"));
+        assert_eq!(s.refresh(&cfg, 1, rt(&login)), Err(RefreshError::Malformed));
+        assert_eq!(
+            s.refresh_oauth(&cfg, 1, rt(&login), Some("OTHER")),
+            Err(RefreshError::WrongClient)
+        );
+        let legacy = s.login(&cfg, 0, "@alice:localhost", None, None, true).unwrap();
+        assert_eq!(
+            s.refresh_oauth(&cfg, 1, rt(&legacy), Some("CLIENT")),
+            Err(RefreshError::Malformed)
+        );
+        assert!(s.authenticate(&cfg, 1, &login.access_token, false).is_ok());
+        assert_eq!(s.revoke_oauth_token(&cfg, 1, &legacy.access_token), None);
+        assert_eq!(
+            s.oauth_grant_of(&login.access_token)
+                .map(|g| g.client_id.as_str()),
+            Some("CLIENT")
+        );
+        assert_eq!(
+            s.devices(None)
+                .iter()
+                .filter(|d| d.oauth_client_id.is_some())
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn oauth_revocation_ends_the_session_only_for_valid_tokens() {
+        let (cfg, mut s, login) = oauth_setup(Profile::Mas);
+        let next = s.refresh_oauth(&cfg, 1, rt(&login), Some("CLIENT")).unwrap();
+        // The exchanged refresh token and the revoked access token are no longer valid.
+        assert_eq!(s.revoke_oauth_token(&cfg, 2, rt(&login)), None);
+        assert_eq!(s.revoke_oauth_token(&cfg, 2, &login.access_token), None);
+        let until = next.valid_until_ms.unwrap();
+        assert_eq!(s.revoke_oauth_token(&cfg, until + 1, &next.access_token), None);
+        assert_eq!(
+            s.revoke_oauth_token(&cfg, 2, &next.access_token),
+            Some(("@alice:localhost".into(), "DEV".into()))
+        );
+        assert_eq!(
+            s.refresh_oauth(&cfg, 3, rt(&next), Some("CLIENT")),
+            Err(RefreshError::Unknown)
+        );
+    }
+
+    #[test]
+    fn oauth_knobs_single_use_no_rotation_and_old_access_kept() {
+        let (mut cfg, mut s, login) = oauth_setup(Profile::Mas);
+        cfg.oauth_reuse_policy = OAuthReusePolicy::SingleUse;
+        cfg.oauth_revoke_old_access_token = false;
+        s.refresh_oauth(&cfg, 1, rt(&login), Some("CLIENT")).unwrap();
+        assert!(s.authenticate(&cfg, 1, &login.access_token, false).is_ok());
+        assert_eq!(
+            s.refresh_oauth(&cfg, 2, rt(&login), Some("CLIENT")),
+            Err(RefreshError::Consumed)
+        );
+        let (mut cfg, mut s, login) = oauth_setup(Profile::Mas);
+        cfg.rotate_refresh_tokens = false;
+        let a = s.refresh_oauth(&cfg, 1, rt(&login), Some("CLIENT")).unwrap();
+        assert!(a.refresh_token.is_none());
+        assert!(a.access_token.starts_with("mat_"));
+        s.refresh_oauth(&cfg, 2, rt(&login), Some("CLIENT")).unwrap();
+        assert_eq!(
+            s.authenticate(&cfg, 2, &a.access_token, false),
+            Err(AccessError::Revoked)
+        );
     }
 
     #[test]

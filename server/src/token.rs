@@ -1,4 +1,5 @@
-//! Token strings: CSPRNG generation in Synapse's (`syt_…`) and MAS's (`mct_…`) shapes, and their checks.
+//! Token strings: CSPRNG generation in Synapse's (`syt_…`), MAS's compat (`mct_…`) and MAS's OAuth
+//! 2.0 (`mat_…`) shapes, and their checks.
 
 use crate::config::Dialect;
 use base64::Engine;
@@ -49,10 +50,7 @@ fn base62(mut n: u32, min_width: usize) -> String {
 /// assert!(check_token_shape(Dialect::Synapse, TokenKind::Refresh, &t));
 /// ```
 pub fn generate_token(dialect: Dialect, kind: TokenKind, localpart: &str) -> String {
-    let mut rng = rand::rng();
-    let random: String = (0..RANDOM_LETTERS)
-        .map(|_| char::from(LETTERS[rng.random_range(0..LETTERS.len())]))
-        .collect();
+    let random = random_letters();
     let base = match dialect {
         Dialect::Mas => format!("{}{}", prefix(dialect, kind), random),
         _ => {
@@ -62,6 +60,48 @@ pub fn generate_token(dialect: Dialect, kind: TokenKind, localpart: &str) -> Str
     };
     let crc = crc32fast::hash(base.as_bytes());
     format!("{base}_{}", base62(crc, 6))
+}
+
+fn oauth_prefix(kind: TokenKind) -> &'static str {
+    match kind {
+        TokenKind::Access => "mat_",
+        TokenKind::Refresh => "mar_",
+    }
+}
+
+fn random_letters() -> String {
+    let mut rng = rand::rng();
+    (0..RANDOM_LETTERS)
+        .map(|_| char::from(LETTERS[rng.random_range(0..LETTERS.len())]))
+        .collect()
+}
+
+/// Generates a fresh OAuth 2.0 token in MAS's shape, whatever the dialect: `mat_<24 letters>_<crc>`
+/// (access) or `mar_…` (refresh).
+///
+/// ```
+/// use rotary_server::{generate_oauth_token, check_oauth_token_shape, TokenKind};
+/// let t = generate_oauth_token(TokenKind::Access);
+/// assert!(t.starts_with("mat_"));
+/// assert!(check_oauth_token_shape(TokenKind::Access, &t));
+/// assert!(!check_oauth_token_shape(TokenKind::Refresh, &t));
+/// ```
+pub fn generate_oauth_token(kind: TokenKind) -> String {
+    let base = format!("{}{}", oauth_prefix(kind), random_letters());
+    let crc = crc32fast::hash(base.as_bytes());
+    format!("{base}_{}", base62(crc, 6))
+}
+
+/// Whether `token` has the shape and checksum of an OAuth 2.0 token of this kind.
+pub fn check_oauth_token_shape(kind: TokenKind, token: &str) -> bool {
+    let Some(rest) = token.strip_prefix(oauth_prefix(kind)) else {
+        return false;
+    };
+    let Some((_, crc)) = rest.rsplit_once('_') else {
+        return false;
+    };
+    let base = &token[..token.len() - crc.len() - 1];
+    rest.split('_').count() == 2 && base62(crc32fast::hash(base.as_bytes()), 6) == crc
 }
 
 /// Whether `token` has the shape and checksum of a token this dialect issues (Synapse answers
@@ -94,6 +134,12 @@ mod tests {
         let m = generate_token(Dialect::Mas, TokenKind::Refresh, "alice");
         assert!(m.starts_with("mcr_"));
         assert!(check_token_shape(Dialect::Mas, TokenKind::Refresh, &m));
+        let o = generate_oauth_token(TokenKind::Refresh);
+        assert!(o.starts_with("mar_"));
+        assert!(check_oauth_token_shape(TokenKind::Refresh, &o));
+        assert!(!check_token_shape(Dialect::Mas, TokenKind::Refresh, &o));
+        assert!(!check_oauth_token_shape(TokenKind::Refresh, &m));
+        assert!(!check_oauth_token_shape(TokenKind::Refresh, "mar_x"));
     }
 
     #[test]

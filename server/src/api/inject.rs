@@ -2,7 +2,7 @@
 //! after performing the request.
 
 use crate::conn::RawAction;
-use crate::error::MatrixError;
+use crate::error::{ErrorInfo, MatrixError};
 use crate::fault::{FaultAction, FaultRule};
 use crate::trace::Delivery;
 use axum::body::{Body, Bytes};
@@ -35,7 +35,9 @@ pub(super) fn plan(rule: Option<&FaultRule>) -> Plan {
         return Plan::Handle;
     };
     match &rule.action {
-        FaultAction::Error { .. } | FaultAction::Html { .. } => Plan::Respond(injected_error(rule)),
+        FaultAction::Error { .. } | FaultAction::Html { .. } | FaultAction::OauthError { .. } => {
+            Plan::Respond(injected_error(rule))
+        }
         FaultAction::Delay { duration } => Plan::Delay(*duration),
         FaultAction::Hang => Plan::Hang,
         FaultAction::Reset => Plan::Raw(RawAction::Reset, Delivery::Reset),
@@ -90,6 +92,33 @@ fn injected_error(rule: &FaultRule) -> Response {
                 HTML_PAGE.replace("{status}", label.trim()),
             )
                 .into_response()
+        }
+        FaultAction::OauthError {
+            status,
+            error,
+            error_description,
+            retry_after_ms,
+        } => {
+            let code = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST);
+            let description = error_description
+                .clone()
+                .unwrap_or_else(|| format!("Injected fault #{}", rule.id.unwrap_or(0)));
+            let mut resp = (
+                code,
+                [(header::CACHE_CONTROL, "no-store"), (header::PRAGMA, "no-cache")],
+                axum::Json(serde_json::json!({"error": error, "error_description": description})),
+            )
+                .into_response();
+            if let Some(ms) = retry_after_ms
+                && let Ok(v) = header::HeaderValue::from_str(&ms.div_ceil(1000).to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp.extensions_mut().insert(ErrorInfo {
+                errcode: Some(error.clone()),
+                soft_logout: None,
+            });
+            resp
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }

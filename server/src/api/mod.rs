@@ -4,6 +4,7 @@
 mod account;
 mod inject;
 mod misc;
+mod oauth;
 mod room;
 mod session;
 
@@ -92,9 +93,8 @@ impl Ctx {
         Ok(authed)
     }
 
-    /// Notes issued tokens for the trace and builds the common response fields.
-    pub fn issued_body(&mut self, issued: &Issued) -> Map<String, Value> {
-        let now = self.core.clock.now_ms();
+    /// Notes issued tokens for the trace (labels, `expires_in_ms` as of `now`, expiry, owner).
+    pub fn note_issued(&mut self, issued: &Issued, now: i64) -> Option<i64> {
         let expires_in = issued.expires_in_ms(now);
         self.done.issued = Some(IssuedLabels {
             access_token: Some(issued.access_label.clone()),
@@ -104,6 +104,13 @@ impl Ctx {
         });
         self.done.user_id = Some(issued.user_id.clone());
         self.done.device_id = Some(issued.device_id.clone());
+        expires_in
+    }
+
+    /// Notes issued tokens for the trace and builds the common response fields.
+    pub fn issued_body(&mut self, issued: &Issued) -> Map<String, Value> {
+        let now = self.core.clock.now_ms();
+        let expires_in = self.note_issued(issued, now);
         let mut body = Map::new();
         body.insert("access_token".into(), json!(issued.access_token));
         if let Some(rt) = &issued.refresh_token {
@@ -151,6 +158,11 @@ async fn dispatch(ctx: &mut Ctx, endpoint: Endpoint) -> HandlerResult {
         (Endpoint::Filter, _) => misc::get_filter(ctx),
         (Endpoint::Profile, "PUT") => misc::put_profile(ctx),
         (Endpoint::Profile, _) => misc::get_profile(ctx),
+        (Endpoint::AuthMetadata, _) => oauth::auth_metadata(ctx),
+        (Endpoint::OAuthRegistration, _) => oauth::register(ctx),
+        (Endpoint::OAuthAuthorize, _) => oauth::authorize(ctx),
+        (Endpoint::OAuthToken, _) => oauth::token(ctx),
+        (Endpoint::OAuthRevoke, _) => oauth::revoke(ctx),
     }
 }
 
@@ -371,10 +383,44 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
             }
         }
     }
+    // OAuth: the form's public fields; the refresh token (by label) like /refresh; the token
+    // being revoked (by label).
+    let mut revoked_token = None;
+    if let Ok(bytes) = &body
+        && matches!(endpoint_name, "oauth_token" | "oauth_revoke")
+    {
+        for (k, v) in oauth::form_pairs(bytes) {
+            match k.as_str() {
+                "grant_type" | "client_id" | "token_type_hint" => {
+                    flags.entry(k).or_insert_with(|| json!(v));
+                }
+                "refresh_token" if endpoint_name == "oauth_token" => {
+                    presented_refresh.get_or_insert(v);
+                }
+                "token" if endpoint_name == "oauth_revoke" => {
+                    revoked_token.get_or_insert(v);
+                }
+                _ => {}
+            }
+        }
+        if flags.get("grant_type").and_then(Value::as_str) != Some("refresh_token") {
+            presented_refresh = None;
+        }
+    }
+    if endpoint_name == "oauth_authorize" {
+        for (k, v) in &query {
+            if matches!(
+                k.as_str(),
+                "client_id" | "response_mode" | "response_type" | "login_hint"
+            ) {
+                flags.entry(k.clone()).or_insert_with(|| json!(v));
+            }
+        }
+    }
 
     let now = core.clock.now_ms();
     let shown_token = token.as_ref().ok().and_then(|t| t.as_deref());
-    let (at_view, rt_view, owner) = {
+    let (at_view, rt_view, owner, revoked_label) = {
         let store = lock(&core.store);
         let at_view = store.inspect_access(&cfg, now, shown_token);
         let rt_view = presented_refresh
@@ -382,9 +428,15 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
             .map(|t| store.inspect_refresh(&cfg, now, t));
         let owner = shown_token
             .and_then(|t| store.owner_of(t))
-            .or_else(|| presented_refresh.as_deref().and_then(|t| store.owner_of(t)));
-        (at_view, rt_view, owner)
+            .or_else(|| presented_refresh.as_deref().and_then(|t| store.owner_of(t)))
+            .or_else(|| revoked_token.as_deref().and_then(|t| store.owner_of(t)));
+        let revoked_label = revoked_token.as_deref().map(|t| store.label_of(t));
+        (at_view, rt_view, owner, revoked_label)
     };
+    if let Some(label) = &revoked_label {
+        flags.insert("token".into(), json!(label.as_deref().unwrap_or("unknown")));
+    }
+    let revoked_label = revoked_label.flatten();
 
     let fired = {
         if !core.has_faults() {
@@ -395,11 +447,13 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
                 access_label: (at_view.label.starts_with("at#") && at_view.label != "at#?")
-                    .then_some(at_view.label.as_str()),
+                    .then_some(at_view.label.as_str())
+                    .or_else(|| revoked_label.as_deref().filter(|l| l.starts_with("at#"))),
                 refresh_label: rt_view
                     .as_ref()
                     .map(|v| v.label.as_str())
-                    .filter(|l| *l != "rt#?"),
+                    .filter(|l| *l != "rt#?")
+                    .or_else(|| revoked_label.as_deref().filter(|l| l.starts_with("rt#"))),
                 user_id: owner.as_ref().map(|(u, _)| u.as_str()),
             })
         }

@@ -14,10 +14,19 @@ pub(crate) struct Call {
     pub method: Method,
     /// The full URL.
     pub url: Url,
-    /// The JSON body, if any.
-    pub body: Option<Value>,
+    /// The body, if any.
+    pub body: Option<Body>,
     /// The whole request's time limit.
     pub timeout: Duration,
+}
+
+/// A request body.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Body {
+    /// JSON (`application/json`), as the client-server API takes it.
+    Json(Value),
+    /// An already encoded `application/x-www-form-urlencoded` body, as OAuth 2.0 endpoints take it.
+    Form(String),
 }
 
 /// A response that arrived in full (status and body).
@@ -114,8 +123,14 @@ pub(crate) async fn execute(
     if let Some(token) = access_token {
         req = req.bearer_auth(token);
     }
-    if let Some(body) = &call.body {
-        req = req.json(body);
+    match &call.body {
+        Some(Body::Json(body)) => req = req.json(body),
+        Some(Body::Form(form)) => {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form.clone());
+        }
+        None => {}
     }
     let resp = req.send().await.map_err(|e| ClientError::network(&e))?;
     let status = resp.status().as_u16();

@@ -44,6 +44,12 @@ pub enum Bug {
     MissingExpiryIsZero,
     /// On a 401 without a refresh token, `/refresh` is called anyway with an empty token.
     RefreshWithoutToken,
+    /// OAuth: a 4xx from the token endpoint (e.g. `invalid_grant`) is taken as transient: retried,
+    /// the dead session kept, logout never signalled.
+    Oauth4xxNotLogout,
+    /// OAuth: a Matrix-shaped error (`{"errcode": …}`) from the token endpoint — e.g. a 429
+    /// `M_LIMIT_EXCEEDED` from a rate limiter — is taken as a logout.
+    OauthMatrixErrorLogout,
 }
 
 /// A bug's command-line name and what it does.
@@ -148,6 +154,16 @@ pub const BUGS: &[BugInfo] = &[
         bug: Bug::RefreshWithoutToken,
         name: "refresh-without-token",
         description: "on a 401 without a refresh token, calls /refresh with an empty token anyway",
+    },
+    BugInfo {
+        bug: Bug::Oauth4xxNotLogout,
+        name: "oauth-4xx-not-logout",
+        description: "OAuth: a 4xx from the token endpoint (invalid_grant…) is transient: retried, never a logout",
+    },
+    BugInfo {
+        bug: Bug::OauthMatrixErrorLogout,
+        name: "oauth-matrix-error-logout",
+        description: "OAuth: a Matrix {errcode} error from the token endpoint (e.g. 429 M_LIMIT_EXCEEDED) is a logout",
     },
 ];
 

@@ -23,6 +23,11 @@
 //!   the session at once (`refresh-without-token`).
 //! - **Sends are idempotent**: a send retried after a network error reuses its transaction id
 //!   (`new-txn-on-retry`). Logins ask for a refresh token when told to (`no-refresh-request`).
+//!
+//! OAuth 2.0 sessions (Matrix v1.15) follow the same rules; only one refresh attempt differs — a
+//! form `POST` to the discovered token endpoint instead of `/refresh` — and how its answer is read:
+//! any 4xx but 429 is a hard logout (`oauth-4xx-not-logout`), whatever its body
+//! (`oauth-matrix-error-logout`). See `oauth.rs`.
 
 use rand::RngExt;
 use reqwest::{Method, Url};
@@ -33,10 +38,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
-use crate::api::{self, Call, Reply};
+use crate::api::{self, Body, Call, Reply};
 use crate::bugs::{Bug, Bugs};
 use crate::error::ClientError;
-use crate::persist::{PersistedSession, SessionStore};
+use crate::oauth::{self, Endpoints, OAuthSession};
+use crate::persist::{PersistedOAuth, PersistedSession, SessionStore};
 use crate::refresh::{self, RefreshOutcome, RefreshedTokens};
 use crate::session::{Expiry, SessionData};
 
@@ -142,10 +148,12 @@ struct Held {
     expiry: Option<Expiry>,
     /// `Some(soft)` once a logout happened.
     logged_out: Option<bool>,
+    /// `Some` for an OAuth 2.0 session, `None` for a legacy one.
+    oauth: Option<OAuthSession>,
 }
 
 impl Held {
-    fn new(data: SessionData, expiry: Option<Expiry>) -> Held {
+    fn new(data: SessionData, expiry: Option<Expiry>, oauth: Option<OAuthSession>) -> Held {
         Held {
             user_id: data.user_id,
             device_id: data.device_id,
@@ -154,6 +162,7 @@ impl Held {
             refresh_token: data.refresh_token,
             expiry,
             logged_out: None,
+            oauth,
         }
     }
 
@@ -173,7 +182,28 @@ impl Held {
             refresh_token: self.refresh_token.clone(),
             expires_at_unix_ms,
             lifetime_ms,
+            oauth: self.oauth.as_ref().map(|o| PersistedOAuth {
+                client_id: o.client_id.clone(),
+                issuer: o.issuer.clone(),
+                token_endpoint: o.endpoints.as_ref().map(|e| e.token.to_string()),
+                revocation_endpoint: o
+                    .endpoints
+                    .as_ref()
+                    .and_then(|e| e.revocation.as_ref())
+                    .map(Url::to_string),
+            }),
         })
+    }
+}
+
+/// The OAuth side of a persisted session, back in memory (unparsable endpoints are discovered anew).
+fn oauth_from_persisted(saved: PersistedOAuth) -> OAuthSession {
+    let parse = |s: Option<String>| s.and_then(|s| Url::parse(&s).ok());
+    let revocation = parse(saved.revocation_endpoint);
+    OAuthSession {
+        client_id: saved.client_id,
+        issuer: saved.issuer,
+        endpoints: parse(saved.token_endpoint).map(|token| Endpoints { token, revocation }),
     }
 }
 
@@ -236,6 +266,8 @@ impl From<CallFailure> for ClientError {
 /// may run concurrently with the others.
 pub struct Client {
     http: reqwest::Client,
+    /// For the OAuth authorization request, whose redirect is read, not followed.
+    no_redirect_http: reqwest::Client,
     base: Url,
     config: ClientConfig,
     store: Option<SessionStore>,
@@ -288,14 +320,20 @@ impl Client {
         let base = Url::parse(&config.homeserver_url).map_err(|e| {
             ClientError::Other(format!("bad homeserver URL {:?}: {e}", config.homeserver_url))
         })?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rotary-reference/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Other(format!("cannot build the HTTP client: {e}")))?;
+        let build = |redirect: reqwest::redirect::Policy| {
+            reqwest::Client::builder()
+                .user_agent(concat!("rotary-reference/", env!("CARGO_PKG_VERSION")))
+                .redirect(redirect)
+                .build()
+                .map_err(|e| ClientError::Other(format!("cannot build the HTTP client: {e}")))
+        };
+        let http = build(reqwest::redirect::Policy::default())?;
+        let no_redirect_http = build(reqwest::redirect::Policy::none())?;
         // Transaction ids must stay unique across driver restarts: a random prefix per process.
         let txn_prefix = format!("rr{:016x}", rand::rng().random::<u64>());
         Ok(Client {
             http,
+            no_redirect_http,
             base,
             store: config.state_dir.clone().map(SessionStore::new),
             config,
@@ -366,7 +404,75 @@ impl Client {
         }
         let data = parse_login(reply)?;
         info!(user_id = %data.user_id, device_id = %data.device_id, refresh = data.refresh_token.is_some(), "logged in");
-        Ok(self.start_session(data, received, true))
+        Ok(self.start_session(data, received, true, None))
+    }
+
+    /// Logs in through OAuth 2.0 (Matrix v1.15): discovers the server's auth metadata, registers
+    /// this client (RFC 7591), runs the authorization code grant with PKCE (S256) for `user` on a
+    /// new device (`device_id`, or a generated one), and adopts the tokens. Headless: the server is
+    /// expected to approve at once and redirect with the code; no password is needed.
+    pub async fn login_oauth(&self, user: &str, device_id: Option<&str>) -> Result<LoginInfo, ClientError> {
+        let timeout = self.config.request_timeout;
+        let metadata = oauth::discover(&self.http, &self.base, timeout).await?;
+        if !metadata.code_challenge_methods_supported.is_empty()
+            && !metadata
+                .code_challenge_methods_supported
+                .iter()
+                .any(|m| m == "S256")
+        {
+            return Err(ClientError::Unsupported(
+                "the server does not support PKCE with S256".into(),
+            ));
+        }
+        let registration = metadata.registration_endpoint.clone().ok_or_else(|| {
+            ClientError::Unsupported("the server has no OAuth client registration endpoint".into())
+        })?;
+        let client_id = oauth::register_client(&self.http, &registration, timeout).await?;
+        let device_id = device_id.map_or_else(oauth::new_device_id, str::to_owned);
+        let known_user_id = oauth::full_user_id(user).map(str::to_owned);
+        let request =
+            oauth::authorization_request(&metadata, &client_id, &device_id, Some(&oauth::login_hint(user)));
+        debug!(%client_id, %device_id, "authorization request");
+        let location = oauth::authorize(&self.no_redirect_http, &request.url, timeout).await?;
+        let code = oauth::code_from_redirect(&location, &request.state)?;
+        let form = oauth::code_form(&code, &client_id, &request.verifier);
+        let reply = oauth::post_form(&self.http, &metadata.token_endpoint, form, timeout).await?;
+        let received = Instant::now();
+        let tokens = oauth::login_tokens(reply)?;
+        let user_id = match known_user_id {
+            Some(user_id) => user_id,
+            // Only a localpart was given: ask the server who the token belongs to.
+            None => self.whoami_with(&tokens.access_token).await?,
+        };
+        let data = SessionData {
+            user_id,
+            device_id,
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            expires_in: tokens.expires_in,
+        };
+        info!(user_id = %data.user_id, device_id = %data.device_id, %client_id, refresh = data.refresh_token.is_some(), "logged in through OAuth");
+        let session = OAuthSession {
+            client_id,
+            issuer: Some(metadata.issuer.clone()),
+            endpoints: Some(metadata.endpoints()),
+        };
+        Ok(self.start_session(data, received, true, Some(session)))
+    }
+
+    /// `GET /account/whoami` with a token that is not (yet) the session's.
+    async fn whoami_with(&self, access_token: &str) -> Result<String, ClientError> {
+        let call = self.call(
+            Method::GET,
+            &["v3", "account", "whoami"],
+            None,
+            self.config.request_timeout,
+        )?;
+        let reply = api::execute(&self.http, &call, Some(access_token)).await?;
+        if !reply.is_success() {
+            return Err(reply.to_error());
+        }
+        string_field(&reply.into_success_body()?, "user_id")
     }
 
     /// Registers a user with `m.login.dummy` auth, asking for a refresh token if `refresh_token`.
@@ -394,7 +500,7 @@ impl Client {
             let session = reply.str_field("session").map(str::to_owned);
             body["auth"] = json!({"type": "m.login.dummy", "session": session});
             let call = Call {
-                body: Some(body),
+                body: Some(Body::Json(body)),
                 ..call
             };
             reply = api::execute(&self.http, &call, None).await?;
@@ -405,13 +511,33 @@ impl Client {
         }
         let data = parse_login(reply)?;
         info!(user_id = %data.user_id, device_id = %data.device_id, "registered");
-        Ok(self.start_session(data, received, true))
+        Ok(self.start_session(data, received, true, None))
     }
 
     /// Takes over a session the application already has; `expires_in` counts from now.
     pub fn restore(&self, data: SessionData) {
         info!(user_id = %data.user_id, device_id = %data.device_id, "restoring a session");
-        self.start_session(data, Instant::now(), true);
+        self.start_session(data, Instant::now(), true, None);
+    }
+
+    /// Takes over an OAuth 2.0 session the application already has, issued to `client_id` (by
+    /// `issuer`, if known); `expires_in` counts from now. The server's endpoints are discovered at
+    /// once; if that fails the session is kept all the same, and discovery is tried again when the
+    /// first refresh needs it.
+    pub async fn restore_oauth(&self, data: SessionData, client_id: String, issuer: Option<String>) {
+        info!(user_id = %data.user_id, device_id = %data.device_id, %client_id, "restoring an OAuth session");
+        let session = OAuthSession {
+            client_id,
+            issuer,
+            endpoints: None,
+        };
+        self.start_session(data, Instant::now(), true, Some(session.clone()));
+        if let Err(e) = self.oauth_endpoints(&session).await {
+            warn!(error = %e, "cannot discover the OAuth endpoints now; trying again at the first refresh");
+            self.emit(ClientEvent::Log(format!(
+                "OAuth discovery failed ({e}); the session is kept, the first refresh discovers again"
+            )));
+        }
     }
 
     /// Loads the session an earlier process persisted in the state dir.
@@ -436,14 +562,21 @@ impl Client {
                 expires_in: None,
             },
             expiry,
+            saved.oauth.map(oauth_from_persisted),
         );
         info!(user_id = %held.user_id, device_id = %held.device_id, "resumed the persisted session");
         Ok(self.adopt_session(held, false))
     }
 
-    fn start_session(&self, data: SessionData, received: Instant, persist: bool) -> LoginInfo {
+    fn start_session(
+        &self,
+        data: SessionData,
+        received: Instant,
+        persist: bool,
+        oauth: Option<OAuthSession>,
+    ) -> LoginInfo {
         let expiry = Expiry::on_receipt(received, data.expires_in, self.bug(Bug::MissingExpiryIsZero));
-        self.adopt_session(Held::new(data, expiry), persist)
+        self.adopt_session(Held::new(data, expiry, oauth), persist)
     }
 
     /// Persists (if asked) and then adopts a whole new session.
@@ -528,17 +661,23 @@ impl Client {
         }
     }
 
-    /// `POST /logout`. Afterwards the client holds no tokens and the persisted session is gone. The
-    /// application asked for it, so no [`ClientEvent::LoggedOut`] is reported.
+    /// `POST /logout`, or for an OAuth session the revocation of its refresh token (RFC 7009).
+    /// Afterwards the client holds no tokens and the persisted session is gone. The application
+    /// asked for it, so no [`ClientEvent::LoggedOut`] is reported.
     pub async fn logout(&self) -> Result<(), ClientError> {
-        let call = self.call(
-            Method::POST,
-            &["v3", "logout"],
-            Some(json!({})),
-            self.config.request_timeout,
-        )?;
-        // No preemptive refresh: there is no point in refreshing a token only to log it out.
-        self.authed(&call, false).await?;
+        let oauth = self.state().session.as_ref().and_then(|h| h.oauth.clone());
+        if let Some(session) = oauth {
+            self.revoke(&session).await?;
+        } else {
+            let call = self.call(
+                Method::POST,
+                &["v3", "logout"],
+                Some(json!({})),
+                self.config.request_timeout,
+            )?;
+            // No preemptive refresh: there is no point in refreshing a token only to log it out.
+            self.authed(&call, false).await?;
+        }
         {
             let mut st = self.state();
             if let Some(held) = st.session.as_mut() {
@@ -553,6 +692,33 @@ impl Client {
         }
         self.delete_persisted();
         info!("logged out");
+        Ok(())
+    }
+
+    /// Ends an OAuth session on the server (RFC 7009): revokes the refresh token — which ends the
+    /// whole grant — or, without one, the access token. Waits for a refresh in flight first, so that
+    /// the token revoked is the current one.
+    async fn revoke(&self, session: &OAuthSession) -> Result<(), ClientError> {
+        let _gate = self.refresh_gate.lock().await;
+        let cap = self.capture()?;
+        let (token, hint) = match cap.refresh_token {
+            Some(refresh_token) => (refresh_token, "refresh_token"),
+            None => (cap.access_token, "access_token"),
+        };
+        let endpoints = self.oauth_endpoints(session).await?;
+        let Some(url) = endpoints.revocation else {
+            warn!("the server has no revocation endpoint; forgetting the tokens only");
+            self.emit(ClientEvent::Log(
+                "logout: the server has no OAuth revocation endpoint; tokens only forgotten".into(),
+            ));
+            return Ok(());
+        };
+        let form = oauth::revocation_form(&token, hint, &session.client_id);
+        debug!(hint, "POST revocation_endpoint");
+        let reply = oauth::post_form(&self.http, &url, form, self.config.request_timeout).await?;
+        if !reply.is_success() {
+            return Err(oauth::oauth_error(&reply));
+        }
         Ok(())
     }
 
@@ -799,8 +965,66 @@ impl Client {
         }
     }
 
-    /// One `POST /refresh`.
+    /// One refresh attempt, through `/refresh` or the OAuth token endpoint as the session says.
     async fn refresh_once(&self, refresh_token: &str) -> RefreshOutcome {
+        let oauth = self.state().session.as_ref().and_then(|h| h.oauth.clone());
+        match oauth {
+            Some(session) => self.oauth_refresh_once(&session, refresh_token).await,
+            None => self.legacy_refresh_once(refresh_token).await,
+        }
+    }
+
+    /// One refresh token grant at the OAuth token endpoint (discovered first if need be).
+    async fn oauth_refresh_once(&self, session: &OAuthSession, refresh_token: &str) -> RefreshOutcome {
+        let endpoints = match self.oauth_endpoints(session).await {
+            Ok(endpoints) => endpoints,
+            Err(error) => {
+                // No endpoint to ask: nothing was refused, so nothing is over. Discover again on the
+                // next attempt.
+                return RefreshOutcome::Transient {
+                    error,
+                    retry_after: None,
+                };
+            }
+        };
+        debug!("POST token_endpoint (refresh_token grant)");
+        let form = oauth::refresh_form(refresh_token, &session.client_id);
+        match oauth::post_form(&self.http, &endpoints.token, form, self.config.refresh_timeout).await {
+            Ok(reply) => oauth::classify(&reply, self.config.bugs),
+            Err(error) => RefreshOutcome::Transient {
+                error,
+                retry_after: None,
+            },
+        }
+    }
+
+    /// The OAuth session's endpoints; discovered now if not known yet, and then remembered in the
+    /// held session (if it is still the same one).
+    async fn oauth_endpoints(&self, session: &OAuthSession) -> Result<Endpoints, ClientError> {
+        if let Some(endpoints) = &session.endpoints {
+            return Ok(endpoints.clone());
+        }
+        debug!("GET auth_metadata");
+        let metadata = oauth::discover(&self.http, &self.base, self.config.refresh_timeout).await?;
+        let mut st = self.state();
+        if let Some(held) = st.session.as_mut()
+            && let Some(current) = held.oauth.as_mut()
+            && current.client_id == session.client_id
+        {
+            match &current.issuer {
+                Some(claimed) if *claimed != metadata.issuer => {
+                    warn!(%claimed, discovered = %metadata.issuer, "the session names another issuer than the server");
+                }
+                Some(_) => {}
+                None => current.issuer = Some(metadata.issuer.clone()),
+            }
+            current.endpoints = Some(metadata.endpoints());
+        }
+        Ok(metadata.endpoints())
+    }
+
+    /// One `POST /refresh`.
+    async fn legacy_refresh_once(&self, refresh_token: &str) -> RefreshOutcome {
         let call = match self.call(
             Method::POST,
             &["v3", "refresh"],
@@ -911,7 +1135,7 @@ impl Client {
         Ok(Call {
             method,
             url: api::client_url(&self.base, segments)?,
-            body,
+            body: body.map(Body::Json),
             timeout,
         })
     }

@@ -38,6 +38,8 @@ pub const CAPABILITIES: &[&str] = &[
     "parallel",
     "logout",
     "legacy-refresh",
+    "oauth-refresh",
+    "oauth-login",
 ];
 /// The most tasks one `parallel` call may start.
 pub const MAX_PARALLEL: u64 = 10_000;
@@ -343,6 +345,25 @@ fn opt_bool(params: &Value, name: &str) -> Result<Option<bool>, RpcError> {
     }
 }
 
+/// Which authentication API a `login` or a restored session uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Auth {
+    Legacy,
+    OAuth,
+}
+
+/// The `auth` param: `"legacy"` (the default) or `"oauth"`.
+fn auth_param(params: &Value) -> Result<Auth, RpcError> {
+    match opt_str(params, "auth")?.as_deref() {
+        None | Some("legacy") => Ok(Auth::Legacy),
+        Some("oauth") => Ok(Auth::OAuth),
+        Some(other) => Err(RpcError::kind(
+            ErrorKind::Unsupported,
+            format!("the reference client does not know {other:?} sessions"),
+        )),
+    }
+}
+
 fn outcome(result: Result<Value, ClientError>) -> Value {
     match result {
         Ok(result) => json!({"ok": true, "result": result}),
@@ -426,14 +447,21 @@ impl Driver {
             "login" => {
                 let client = self.client()?;
                 let device_id = opt_str(params, "device_id")?;
-                let info = client
-                    .login(
-                        &req_str(params, "user")?,
-                        &req_str(params, "password")?,
-                        opt_bool(params, "refresh_token")?.unwrap_or(false),
-                        device_id.as_deref(),
-                    )
-                    .await?;
+                let user = req_str(params, "user")?;
+                let info = match auth_param(params)? {
+                    Auth::Legacy => {
+                        client
+                            .login(
+                                &user,
+                                &req_str(params, "password")?,
+                                opt_bool(params, "refresh_token")?.unwrap_or(false),
+                                device_id.as_deref(),
+                            )
+                            .await?
+                    }
+                    // The authorization code grant: no password, and a refresh token always.
+                    Auth::OAuth => client.login_oauth(&user, device_id.as_deref()).await?,
+                };
                 Ok(json!({"user_id": info.user_id, "device_id": info.device_id}))
             }
             "register" => {
@@ -452,22 +480,22 @@ impl Driver {
                 let session = field(params, "session")
                     .filter(|s| s.is_object())
                     .ok_or_else(|| RpcError::invalid_params("missing object param `session`"))?;
-                match opt_str(session, "auth")?.as_deref() {
-                    None | Some("legacy") => {}
-                    Some(other) => {
-                        return Err(RpcError::kind(
-                            ErrorKind::Unsupported,
-                            format!("the reference client does not support {other:?} sessions"),
-                        ));
-                    }
-                }
-                client.restore(SessionData {
+                let auth = auth_param(session)?;
+                let data = SessionData {
                     user_id: req_str(session, "user_id")?,
                     device_id: req_str(session, "device_id")?,
                     access_token: req_str(session, "access_token")?,
                     refresh_token: opt_str(session, "refresh_token")?,
                     expires_in: opt_u64(session, "expires_in_ms")?.map(Duration::from_millis),
-                });
+                };
+                match auth {
+                    Auth::Legacy => client.restore(data),
+                    Auth::OAuth => {
+                        let client_id = req_str(session, "client_id")?;
+                        let issuer = opt_str(session, "issuer")?;
+                        client.restore_oauth(data, client_id, issuer).await;
+                    }
+                }
                 Ok(json!({}))
             }
             "resume" => {

@@ -1,6 +1,10 @@
 //! Rotary's reference client: a small, correct, refresh-aware Matrix client, its driver for the
 //! Rotary harness, and bug switches that make it repeat real SDK mistakes.
 //!
+//! It speaks both refresh APIs: the legacy `/refresh` (spec v1.3, MSC2918) and OAuth 2.0 (spec
+//! v1.15: discovery, the token endpoint, a headless authorization-code login with PKCE, RFC 7009
+//! revocation at logout).
+//!
 //! The client ([`Client`]) knows nothing about the harness: it is what an SDK's session layer looks
 //! like when it gets refresh right, and is meant to be read. The driver ([`run`], [`run_stdio`])
 //! speaks the driver protocol on stdin/stdout and turns each call into a client call.
@@ -22,6 +26,7 @@ mod bugs;
 mod client;
 mod driver;
 mod error;
+mod oauth;
 mod persist;
 mod refresh;
 mod session;
@@ -36,6 +41,10 @@ pub use driver::{
     run_stdio,
 };
 pub use error::{ClientError, ErrorKind};
-pub use persist::{PersistError, PersistedSession, SESSION_FILE, SessionStore};
+pub use oauth::{
+    AuthMetadata, CLIENT_NAME, REDIRECT_URI, SCOPE_API, SCOPE_DEVICE_PREFIX, VERIFIER_LEN, code_challenge,
+    is_valid_verifier,
+};
+pub use persist::{PersistError, PersistedOAuth, PersistedSession, SESSION_FILE, SessionStore};
 pub use refresh::{BACKOFF_CAP, BACKOFF_START, RETRY_AFTER_CAP, retry_delay};
 pub use session::{Expiry, SessionData, effective_margin};

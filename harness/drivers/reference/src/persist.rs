@@ -58,6 +58,25 @@ pub struct PersistedSession {
     /// The lifetime the server gave the access token (`expires_in_ms`), for the margin rule.
     #[serde(default)]
     pub lifetime_ms: Option<u64>,
+    /// For an OAuth 2.0 session, what refreshing and revoking need; absent for a legacy session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<PersistedOAuth>,
+}
+
+/// The OAuth 2.0 side of a persisted session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistedOAuth {
+    /// The client id the tokens were issued to.
+    pub client_id: String,
+    /// The issuer, if known.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The token endpoint, if discovered (else it is discovered again).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    /// The revocation endpoint, if discovered and the server has one.
+    #[serde(default)]
+    pub revocation_endpoint: Option<String>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -195,6 +214,7 @@ mod tests {
             refresh_token: Some("syr_a".into()),
             expires_at_unix_ms: None,
             lifetime_ms: None,
+            oauth: None,
         }
     }
 
@@ -222,6 +242,33 @@ mod tests {
         store.delete()?;
         assert_eq!(store.load()?, None);
         store.delete()?;
+        Ok(())
+    }
+
+    #[test]
+    fn oauth_sessions_round_trip_and_legacy_files_still_load() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = SessionStore::new(dir.path());
+        let oauth = PersistedSession {
+            oauth: Some(PersistedOAuth {
+                client_id: "01CLIENT".into(),
+                issuer: Some("http://127.0.0.1:8008/".into()),
+                token_endpoint: Some("http://127.0.0.1:8008/oauth2/token".into()),
+                revocation_endpoint: None,
+            }),
+            ..sample()
+        };
+        store.save(&oauth)?;
+        assert_eq!(store.load()?, Some(oauth));
+        // A legacy session is written without the key, and a file without it loads as legacy.
+        store.save(&sample())?;
+        let text = std::fs::read_to_string(store.path())?;
+        assert!(!text.contains("oauth"), "{text}");
+        std::fs::write(
+            store.path(),
+            r#"{"user_id": "@a:b", "device_id": "D", "access_token": "t"}"#,
+        )?;
+        assert_eq!(store.load()?.and_then(|s| s.oauth), None);
         Ok(())
     }
 

@@ -62,6 +62,21 @@ pub(crate) fn expires_in(body: &Value) -> Option<Duration> {
 }
 
 /// Sorts a complete `/refresh` reply (a network error is always [`RefreshOutcome::Transient`]).
+/// How long a 429 asks the client to wait: the longer of the body's `retry_after_ms` and the
+/// `Retry-After` header, if either is there.
+pub(crate) fn retry_after_of(reply: &Reply) -> Option<Duration> {
+    let from_body = reply
+        .body
+        .as_ref()
+        .and_then(|b| b.get("retry_after_ms"))
+        .and_then(Value::as_u64)
+        .map(Duration::from_millis);
+    match (from_body, reply.retry_after) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 pub(crate) fn classify(reply: &Reply) -> RefreshOutcome {
     let status = reply.status;
     if reply.is_success() {
@@ -88,16 +103,7 @@ pub(crate) fn classify(reply: &Reply) -> RefreshOutcome {
         };
     }
     if status == 429 {
-        let from_body = reply
-            .body
-            .as_ref()
-            .and_then(|b| b.get("retry_after_ms"))
-            .and_then(Value::as_u64)
-            .map(Duration::from_millis);
-        let retry_after = match (from_body, reply.retry_after) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        let retry_after = retry_after_of(reply);
         return RefreshOutcome::Transient {
             error: reply.to_error(),
             retry_after,
