@@ -120,6 +120,11 @@ pub struct RawLine {
     pub line: String,
 }
 
+/// Most `session_changed` (and, separately, `logged_out`) notifications kept per scenario.
+pub const MAX_NOTIFICATIONS: usize = 10_000;
+/// Most `log` (or unknown) notifications kept per method and scenario.
+pub const MAX_LOG_NOTIFICATIONS: usize = 1_000;
+
 /// Longest line kept in a transcript.
 pub const TRANSCRIPT_LINE_MAX: usize = 2048;
 /// Most lines kept in a transcript.
@@ -132,6 +137,10 @@ pub struct Sink {
     pub notifications: Arc<Mutex<Vec<RawNotification>>>,
     /// Every line exchanged with the driver.
     pub transcript: Arc<Mutex<Vec<RawLine>>>,
+    /// Notifications kept so far, per method.
+    pub counts: Arc<Mutex<std::collections::HashMap<String, usize>>>,
+    /// Notifications not kept because of the limits.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
     /// The step running now.
     pub step: Arc<AtomicUsize>,
     /// The scenario's time origin (server start).
@@ -271,10 +280,21 @@ fn classify(line: &[u8], sink: &Sink) -> Option<Incoming> {
             method: method.to_owned(),
             params: obj.get("params").cloned().unwrap_or(Value::Null),
         };
-        sink.notifications
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(rec);
+        let mut kept = sink.notifications.lock().unwrap_or_else(|p| p.into_inner());
+        // A flooding driver must not exhaust memory: keep a bounded number, and always room for
+        // the notifications the checks read.
+        let limit = match method {
+            "session_changed" | "logged_out" => MAX_NOTIFICATIONS,
+            _ => MAX_LOG_NOTIFICATIONS,
+        };
+        let mut counts = sink.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = counts.entry(method.to_owned()).or_insert(0);
+        if *seen < limit {
+            *seen += 1;
+            kept.push(rec);
+        } else {
+            sink.dropped.fetch_add(1, Ordering::Relaxed);
+        }
         return None;
     }
     if let Some(result) = obj.get("result") {
@@ -518,6 +538,35 @@ impl Drop for Driver {
     }
 }
 
+/// Kills every process still carrying `ROTARY_STATE_DIR=<state_dir>` in its environment: the
+/// descendants of a scenario's drivers that left the process group (`setsid`, daemons). Returns
+/// how many were killed. Linux only (reads `/proc`); elsewhere it finds none.
+pub fn kill_stragglers(state_dir: &Path) -> usize {
+    let needle = format!("ROTARY_STATE_DIR={}", state_dir.display()).into_bytes();
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.filter_map(Result::ok) {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if u32::try_from(pid).is_ok_and(|p| p == me) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|&b| b == 0).any(|var| var == needle.as_slice())
+            && nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
 fn describe_status(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
@@ -538,6 +587,8 @@ mod tests {
         Sink {
             notifications: Arc::default(),
             transcript: Arc::default(),
+            counts: Arc::default(),
+            dropped: Arc::default(),
             step: Arc::default(),
             t0: Instant::now(),
             trace_len: Arc::new(|| 0),

@@ -1,7 +1,7 @@
 //! Running one scenario: a fresh mock homeserver, the driver process, the steps, then the checks.
 
 use crate::checks::{Observed, SessionView, evaluate, label_number};
-use crate::driver::{Driver, DriverFailure, RawNotification, RpcError, Sink};
+use crate::driver::{Driver, DriverFailure, RawNotification, RpcError, Sink, kill_stragglers};
 use crate::record::Level;
 use crate::record::{
     CallError, DriverInfo, NotificationRecord, ScenarioReport, StepOutcome, StepRecord, TranscriptLine,
@@ -764,6 +764,8 @@ pub async fn run_scenario(s: &Scenario, opts: &ExecOptions) -> (ScenarioReport, 
     let sink = Sink {
         notifications: Arc::new(Mutex::new(Vec::new())),
         transcript: Arc::new(Mutex::new(Vec::new())),
+        counts: Arc::default(),
+        dropped: Arc::default(),
         step: Arc::default(),
         t0,
         trace_len: Arc::new(trace_len),
@@ -847,6 +849,15 @@ pub async fn run_scenario(s: &Scenario, opts: &ExecOptions) -> (ScenarioReport, 
         tokio::time::sleep(Duration::from_millis(20)).await;
         exec.stderr.push_str(&d.stderr());
     }
+    // Whatever escaped the process group (setsid, daemons) still carries the state folder in its
+    // environment.
+    let stragglers = kill_stragglers(exec.state_dir.path());
+    if stragglers > 0 {
+        exec.facts.insert(
+            "stragglers_killed".to_owned(),
+            format!("{stragglers} process(es) that left the driver's process group"),
+        );
+    }
     let info = exec.info.clone();
     let label_of = exec.label_of();
     let raw: Vec<RawNotification> =
@@ -910,6 +921,13 @@ pub async fn run_scenario(s: &Scenario, opts: &ExecOptions) -> (ScenarioReport, 
             (Level::Should, false) => Verdict::NonStrict,
         }
     });
+    let dropped = exec.sink.dropped.load(Ordering::Relaxed);
+    if dropped > 0 {
+        exec.facts.insert(
+            "notifications_dropped".to_owned(),
+            format!("{dropped} (over the per-method limits; the driver flooded)"),
+        );
+    }
     if exec.waited > Duration::ZERO {
         exec.facts.insert(
             "waited".to_owned(),

@@ -19,8 +19,8 @@ pub use catalogue::{Catalogue, CatalogueError, Partition, Selection, default_dir
 pub use checks::{Observed, REFRESH_ENDPOINTS, SessionView, evaluate, is_refresh, label_number};
 pub use cli::{Cli, Command};
 pub use driver::{
-    Driver, DriverFailure, MAX_LINE, RawLine, RawNotification, RpcError, STDERR_KEEP, Sink,
-    TRANSCRIPT_LINE_MAX, TRANSCRIPT_MAX_LINES,
+    Driver, DriverFailure, MAX_LINE, MAX_LOG_NOTIFICATIONS, MAX_NOTIFICATIONS, RawLine, RawNotification,
+    RpcError, STDERR_KEEP, Sink, TRANSCRIPT_LINE_MAX, TRANSCRIPT_MAX_LINES, kill_stragglers,
 };
 pub use execute::{ExecOptions, redact_tokens, run_scenario};
 pub use expect::{ExpectError, Expectations};

@@ -46,12 +46,14 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch, including every advance so far.
     pub fn now_ms(&self) -> i64 {
-        self.start_wall_ms + self.since_start_ms()
+        // Saturating: huge advances pin the clock at the end of time instead of overflowing.
+        self.start_wall_ms.saturating_add(self.since_start_ms())
     }
 
     /// Milliseconds since this clock was created, including every advance so far.
     pub fn since_start_ms(&self) -> i64 {
-        self.real_elapsed_ms() + self.offset_ms.load(Ordering::Relaxed)
+        self.real_elapsed_ms()
+            .saturating_add(self.offset_ms.load(Ordering::Relaxed))
     }
 
     /// Real milliseconds since this clock was created, not counting advances.
@@ -67,7 +69,12 @@ impl Clock {
     /// Moves the clock forward by `by`. Returns the new time in ms since the epoch.
     pub fn advance(&self, by: Duration) -> i64 {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 4);
-        self.offset_ms.fetch_add(ms, Ordering::Relaxed);
+        // Saturating, not wrapping: a fifth huge advance must not turn the clock negative.
+        let _ = self
+            .offset_ms
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                Some(o.saturating_add(ms))
+            });
         self.now_ms()
     }
 

@@ -56,6 +56,22 @@ impl ConnHandle {
     }
 }
 
+tokio::task_local! {
+    /// The handle of the connection whose task is running: requests find it here rather than in
+    /// their extensions, which would cost an allocated map per request.
+    static CONN: Arc<ConnHandle>;
+}
+
+/// Runs a connection's future with its handle reachable through [`current`].
+pub async fn scope<F: std::future::Future>(handle: Arc<ConnHandle>, f: F) -> F::Output {
+    CONN.scope(handle, f).await
+}
+
+/// The handle of the connection being served, when called from a connection's task.
+pub fn current() -> Option<Arc<ConnHandle>> {
+    CONN.try_with(Arc::clone).ok()
+}
+
 /// A `TcpStream` that obeys its [`ConnHandle`] when hyper writes.
 #[derive(Debug)]
 pub struct FaultIo {

@@ -1,7 +1,6 @@
 //! The control API under `/_rotary/`: config, faults, clock, users, sessions, rooms, trace, reset.
 //! Loopback clients only, unless a control token is set and presented.
 
-use crate::conn::ConnHandle;
 use crate::core::{Core, MintRequest, OAuthMintRequest, OpError};
 use crate::duration;
 use crate::error::MatrixError;
@@ -80,7 +79,7 @@ pub fn control_allowed(peer: Option<IpAddr>, authorization: Option<&str>, access
 }
 
 async fn guard(State(st): State<ControlState>, req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<Arc<ConnHandle>>().map(|c| c.peer.ip());
+    let peer = crate::conn::current().map(|c| c.peer.ip());
     let auth = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -47,10 +47,9 @@ pub fn parse_optional_duration(input: &str) -> Result<Option<Duration>, Duration
 
 /// Writes a duration the way [`parse_duration`] reads it.
 pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_millis(
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-    ))
-    .to_string()
+    // Every digit, down to the nanosecond: a value rounded to the millisecond (or capped at
+    // u64::MAX ms) would not read back as itself, e.g. `1ns` would print as `0s`.
+    humantime::format_duration(d).to_string()
 }
 
 #[derive(Deserialize)]

@@ -228,12 +228,12 @@ async fn accept_loop(listener: TcpListener, app: Router, core: Arc<Core>) {
         let io = TokioIo::new(FaultIo::new(stream, handle.clone()));
         let app = app.clone();
         let shutdown = core.shutdown.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(handle.clone());
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                });
+        // The handle is reachable from the connection's task (`conn::current`), not put into
+        // every request's extensions: that would allocate a map per request.
+        tokio::spawn(crate::conn::scope(handle, async move {
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
             // A client that never finishes its headers is dropped after 30 s (slowloris).
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
@@ -248,7 +248,7 @@ async fn accept_loop(listener: TcpListener, app: Router, core: Arc<Core>) {
                 }
                 _ = shutdown.cancelled() => {}
             }
-        });
+        }));
     }
 }
 

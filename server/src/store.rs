@@ -830,13 +830,13 @@ impl TokenStore {
             return Err(RefreshError::Malformed);
         }
         let r = known.ok_or(RefreshError::Unknown)?;
-        let rt = &self.refresh[r as usize];
+        // MAS's order: a finished session first, then the client, whatever the token's state.
+        let dev = &self.devices[self.refresh[r as usize].device as usize];
+        if dev.deleted {
+            return Err(RefreshError::Unknown);
+        }
         if let Some(client) = client_id
-            && rt.gone != Some(RefreshGone::Revoked)
-            && self.devices[rt.device as usize]
-                .oauth
-                .as_ref()
-                .is_some_and(|g| g.client_id != client)
+            && dev.oauth.as_ref().is_some_and(|g| g.client_id != client)
         {
             return Err(RefreshError::WrongClient);
         }

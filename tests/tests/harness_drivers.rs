@@ -157,3 +157,33 @@ async fn a_missing_driver_command_is_an_error() {
         r.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_that_leaves_the_process_group_is_killed_too() {
+    let r = verdict_of("daemon").await;
+    assert_eq!(r.verdict, Verdict::Timeout, "{:?}", r.message);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!alive("sleep 301"), "the driver's daemon outlived the scenario");
+    assert!(r.facts.contains_key("stragglers_killed"), "{:?}", r.facts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flooding_drivers_time_out_with_bounded_memory() {
+    let r = verdict_of("flood").await;
+    assert_eq!(r.verdict, Verdict::Timeout, "{:?}", r.message);
+    assert!(
+        r.notifications.len() <= rotary_harness::MAX_LOG_NOTIFICATIONS,
+        "{} notifications kept",
+        r.notifications.len()
+    );
+    assert!(r.facts.contains_key("notifications_dropped"), "{:?}", r.facts);
+    assert!(r.transcript.len() <= rotary_harness::TRANSCRIPT_MAX_LINES);
+
+    let r = verdict_of("stderr-flood").await;
+    assert_eq!(r.verdict, Verdict::Timeout, "{:?}", r.message);
+    assert!(
+        r.stderr.len() <= 2 * rotary_harness::STDERR_KEEP,
+        "{} bytes of stderr",
+        r.stderr.len()
+    );
+}

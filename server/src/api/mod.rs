@@ -9,7 +9,7 @@ mod room;
 mod session;
 
 use crate::config::ServerConfig;
-use crate::conn::{ConnHandle, RawAction};
+use crate::conn::RawAction;
 use crate::core::{Core, lock};
 use crate::endpoint::{Classified, Endpoint, classify};
 use crate::error::{ErrorInfo, MatrixError};
@@ -44,12 +44,17 @@ pub(crate) struct Ctx {
 impl Ctx {
     /// The body as a JSON object, with Synapse's errors.
     pub fn json(&mut self) -> Result<Map<String, Value>, MatrixError> {
+        self.json_ref().cloned()
+    }
+
+    /// The body as a borrowed JSON object (no copy of the map), with Synapse's errors.
+    pub fn json_ref(&mut self) -> Result<&Map<String, Value>, MatrixError> {
         let parsed = self
             .parsed
             .get_or_insert_with(|| serde_json::from_slice::<Value>(&self.body).map_err(|_| ()));
         match parsed {
             Err(()) => Err(MatrixError::not_json()),
-            Ok(Value::Object(m)) => Ok(m.clone()),
+            Ok(Value::Object(m)) => Ok(m),
             Ok(_) => Err(MatrixError::bad_json("Content must be a JSON object.")),
         }
     }
@@ -297,6 +302,8 @@ fn elapsed_ms(t: Instant) -> i64 {
 /// Adds the CORS headers Synapse sends on every client-server response.
 fn add_cors(resp: &mut Response) {
     let h = resp.headers_mut();
+    // One growth instead of several.
+    h.reserve(4);
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -311,6 +318,10 @@ fn add_cors(resp: &mut Response) {
         HeaderValue::from_static("Synapse-Trace-Id, Server"),
     );
 }
+
+/// How long a request body may take to arrive once its headers are in (as long as hyper gives the
+/// headers): a client that stalls mid-body gets 408 instead of holding its connection forever.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves one client-server API request: classify, read the body, trace, inject, handle.
 pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Response {
@@ -328,7 +339,7 @@ pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Respo
 async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response {
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
-    let conn = parts.extensions.get::<Arc<ConnHandle>>().cloned();
+    let conn = crate::conn::current();
     let cfg = core.config();
     // Synapse answers HEAD like GET.
     let method = if parts.method == Method::HEAD {
@@ -341,15 +352,22 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
     let query = parse_query(parts.uri.query());
     let token = access_token(&parts.headers, &query);
 
-    let body = match Limited::new(body, cfg.max_body_bytes).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    // hyper's header timeout does not cover the body: a body that stalls is cut off here.
+    let collect = Limited::new(body, cfg.max_body_bytes).collect();
+    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(MatrixError::too_large(cfg.max_body_bytes))
         }
-        Err(_) => Err(MatrixError::new(
+        Ok(Err(_)) => Err(MatrixError::new(
             400,
             "M_UNKNOWN",
             "Could not read the request body",
+        )),
+        Err(_) => Err(MatrixError::new(
+            408,
+            "M_UNKNOWN",
+            "Timed out reading the request body",
         )),
     };
 
@@ -459,6 +477,8 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         }
     };
 
+    // The owner is not needed after this: move its strings into the entry.
+    let (user_id, device_id) = owner.unzip();
     let seq = core.trace.begin(TraceEntry {
         seq: 0,
         t_ms: core.trace_time(),
@@ -471,8 +491,8 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         soft_logout: None,
         access_token: at_view,
         refresh_token: rt_view,
-        user_id: owner.as_ref().map(|(u, _)| u.clone()),
-        device_id: owner.as_ref().map(|(_, d)| d.clone()),
+        user_id,
+        device_id,
         issued: None,
         fault: fired.as_ref().map(|r| {
             Box::new(FiredFault {

@@ -299,8 +299,7 @@ pub(super) fn refresh(ctx: &mut Ctx) -> HandlerResult {
     {
         return Err(MatrixError::limit_exceeded(wait));
     }
-    let body = ctx.json()?;
-    let token = match body.get("refresh_token") {
+    let token = match ctx.json_ref()?.get("refresh_token") {
         None => return Err(MatrixError::missing_param("refresh_token")),
         Some(Value::String(t)) => t.clone(),
         Some(_) => return Err(MatrixError::invalid_param("Invalid param: refresh_token")),

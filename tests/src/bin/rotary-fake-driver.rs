@@ -41,6 +41,12 @@ fn main() {
                     // A child that would outlive the driver: it must be killed with the group.
                     let _ = std::process::Command::new("sleep").arg("300").spawn();
                 }
+                "daemon" => {
+                    // A child that leaves the process group (a new session), as daemons do.
+                    let _ = std::process::Command::new("setsid")
+                        .args(["sleep", "301"])
+                        .spawn();
+                }
                 _ => {}
             }
             let caps = if mode == "few-caps" {
@@ -75,8 +81,20 @@ fn main() {
                 eprintln!("fake driver: panicking on {method}");
                 std::process::exit(101);
             }
-            "hang" | "fork" => loop {
+            "hang" | "fork" | "daemon" => loop {
                 std::thread::sleep(std::time::Duration::from_secs(60));
+            },
+            "flood" => loop {
+                // Valid JSON-RPC, as fast as it can, and never an answer.
+                let line = json!({"jsonrpc": "2.0", "method": "log", "params": {"message": "still working"}});
+                if writeln!(out, "{line}").is_err() {
+                    return;
+                }
+            },
+            "stderr-flood" => loop {
+                if writeln!(std::io::stderr(), "debug: {}", "x".repeat(200)).is_err() {
+                    return;
+                }
             },
             "garbage" => {
                 let _ = writeln!(out, "\u{1b}[31mERROR\u{1b}[0m something happened");

@@ -1,12 +1,9 @@
 //! A bare axum server answering only `whoami`: the baseline for the whoami throughput comparison.
 //!
 //! It does what Rotary's whoami minimally has to do (find the Bearer token in a locked map, answer
-//! JSON) and nothing else: no classification, trace, fault injection or per-connection handle.
-//! `scripts/bench-whoami.sh` runs it next to `rotary serve`.
-//!
-//! ```text
-//! cargo run --release -p rotary-server --example bare_whoami -- [PORT]   # default 18100
-//! ```
+//! JSON) and nothing else: no classification, trace, fault injection or per-connection handle. It
+//! is served by `axum::serve` on whatever runtime [`start`] is awaited on (the bench's server
+//! runtime, the same one Rotary runs on).
 
 use axum::Router;
 use axum::extract::State;
@@ -21,7 +18,8 @@ use std::sync::{Arc, RwLock};
 /// Access token → (user id, device id).
 type Tokens = Arc<RwLock<HashMap<String, (String, String)>>>;
 
-const DEFAULT_PORT: u16 = 18100;
+/// The only token the baseline accepts.
+pub const TOKEN: &str = "syt_bench_token";
 
 async fn whoami(State(tokens): State<Tokens>, headers: HeaderMap) -> Response {
     let token = headers
@@ -51,24 +49,35 @@ async fn whoami(State(tokens): State<Tokens>, headers: HeaderMap) -> Response {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let port = match std::env::args().nth(1) {
-        Some(p) => p.parse::<u16>().map_err(|e| format!("bad port {p:?}: {e}"))?,
-        None => DEFAULT_PORT,
-    };
+/// A running baseline server; it stops when dropped.
+#[derive(Debug)]
+pub struct BareServer {
+    /// The bound address.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for BareServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `127.0.0.1:0` and serves in the background on the current runtime.
+pub async fn start() -> std::io::Result<BareServer> {
     let mut map = HashMap::new();
     map.insert(
-        "syt_bench_token".to_owned(),
+        TOKEN.to_owned(),
         ("@alice:localhost".to_owned(), "BENCHDEVICE".to_owned()),
     );
     let tokens: Tokens = Arc::new(RwLock::new(map));
     let app = Router::new()
         .route("/_matrix/client/v3/account/whoami", get(whoami))
         .with_state(tokens);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    println!("bare_whoami listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(BareServer { addr, task })
 }
