@@ -163,6 +163,15 @@ fn logout_signals(obs: &Observed) -> Vec<(u64, bool, String)> {
     out
 }
 
+/// The logout signals in words, `; `-separated.
+fn describe_signals(signals: &[(u64, bool, String)]) -> String {
+    signals
+        .iter()
+        .map(|(_, _, w)| w.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Evaluates one check.
 pub fn evaluate(check: &Check, obs: &Observed) -> CheckResult {
     match check {
@@ -347,11 +356,7 @@ pub fn evaluate(check: &Check, obs: &Observed) -> CheckResult {
                 if signals.is_empty() {
                     "no logout".to_owned()
                 } else {
-                    signals
-                        .iter()
-                        .map(|(_, _, w)| w.clone())
-                        .collect::<Vec<_>>()
-                        .join("; ")
+                    describe_signals(&signals)
                 },
             );
             let around: Vec<u64> = signals
@@ -381,11 +386,7 @@ pub fn evaluate(check: &Check, obs: &Observed) -> CheckResult {
             let actual = if signals.is_empty() {
                 "no logout signalled".to_owned()
             } else {
-                signals
-                    .iter()
-                    .map(|(_, _, w)| w.clone())
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                describe_signals(&signals)
             };
             let evidence: Vec<u64> = obs
                 .trace

@@ -133,15 +133,49 @@ impl Harness {
     }
 }
 
+/// The trace entries of one endpoint.
+fn of(server: &MockHomeserver, endpoint: &str) -> Vec<rotary_server::TraceEntry> {
+    server
+        .trace()
+        .into_iter()
+        .filter(|e| e.endpoint == endpoint)
+        .collect()
+}
+
 fn count(server: &MockHomeserver, endpoint: &str) -> usize {
-    server.trace().iter().filter(|e| e.endpoint == endpoint).count()
+    of(server, endpoint).len()
+}
+
+/// Driver options with at most one bug switch on.
+fn opts(bug: Option<Bug>) -> DriverOptions {
+    DriverOptions {
+        bugs: bug.into_iter().collect(),
+        ..DriverOptions::default()
+    }
 }
 
 fn with_bug(bug: Bug) -> DriverOptions {
-    DriverOptions {
-        bugs: vec![bug],
-        ..DriverOptions::default()
-    }
+    opts(Some(bug))
+}
+
+/// A server whose tokens come without a refresh token, a client logged in there without one, and
+/// its access token expired on the server: the next request gets a 401 it cannot refresh away.
+async fn expired_without_refresh_token(options: DriverOptions) -> anyhow::Result<(MockHomeserver, Harness)> {
+    let server = MockHomeserver::builder()
+        .refreshable_access_token_lifetime(Duration::from_secs(300))
+        .nonrefreshable_access_token_lifetime(Duration::from_secs(300))
+        .start()
+        .await?;
+    let mut h = Harness::start(options, &server.url(), None);
+    h.initialize().await?;
+    let r = h
+        .ok(
+            "login",
+            json!({"user": "alice", "password": "wonderland", "refresh_token": false}),
+        )
+        .await?;
+    server.expire_session("alice", r["device_id"].as_str().context("device_id")?)?;
+    Ok((server, h))
 }
 
 #[tokio::test]
@@ -321,21 +355,7 @@ async fn a_refused_refresh_logs_out_and_no_request_follows() -> anyhow::Result<(
 
 #[tokio::test]
 async fn without_a_refresh_token_a_401_is_a_soft_logout() -> anyhow::Result<()> {
-    let server = MockHomeserver::builder()
-        .refreshable_access_token_lifetime(Duration::from_secs(300))
-        .nonrefreshable_access_token_lifetime(Duration::from_secs(300))
-        .start()
-        .await?;
-    let mut h = Harness::start(DriverOptions::default(), &server.url(), None);
-    h.initialize().await?;
-    let r = h
-        .ok(
-            "login",
-            json!({"user": "alice", "password": "wonderland", "refresh_token": false}),
-        )
-        .await?;
-    let device = r["device_id"].as_str().context("device_id")?.to_owned();
-    server.expire_session("alice", &device)?;
+    let (server, mut h) = expired_without_refresh_token(DriverOptions::default()).await?;
     let e = h.error("whoami", json!({})).await?;
     assert_eq!(e["data"]["kind"], "soft_logged_out", "{e}");
     assert_eq!(h.notified("logged_out"), vec![json!({"soft_logout": true})]);
@@ -579,21 +599,6 @@ mod bug_switches {
     use super::*;
     use rotary_server::TraceEntry;
 
-    fn opts(bug: Option<Bug>) -> DriverOptions {
-        DriverOptions {
-            bugs: bug.into_iter().collect(),
-            ..DriverOptions::default()
-        }
-    }
-
-    fn of(server: &MockHomeserver, endpoint: &str) -> Vec<TraceEntry> {
-        server
-            .trace()
-            .into_iter()
-            .filter(|e| e.endpoint == endpoint)
-            .collect()
-    }
-
     fn presented_rt(e: &TraceEntry) -> Option<String> {
         e.refresh_token.as_ref().map(|t| t.label.clone())
     }
@@ -728,19 +733,7 @@ mod bug_switches {
     #[tokio::test]
     async fn ignore_soft_logout() -> anyhow::Result<()> {
         let (ok, bad) = both(Bug::IgnoreSoftLogout, |bug| async move {
-            let server = MockHomeserver::builder()
-                .nonrefreshable_access_token_lifetime(Duration::from_secs(300))
-                .start()
-                .await?;
-            let mut h = Harness::start(opts(bug), &server.url(), None);
-            h.initialize().await?;
-            let r = h
-                .ok(
-                    "login",
-                    json!({"user": "alice", "password": "wonderland", "refresh_token": false}),
-                )
-                .await?;
-            server.expire_session("alice", r["device_id"].as_str().context("device")?)?;
+            let (_server, mut h) = expired_without_refresh_token(opts(bug)).await?;
             let e = h.error("whoami", json!({})).await?;
             h.shutdown().await?;
             Ok(e["data"]["kind"].clone())
@@ -963,19 +956,7 @@ mod bug_switches {
     #[tokio::test]
     async fn refresh_without_token() -> anyhow::Result<()> {
         let (ok, bad) = both(Bug::RefreshWithoutToken, |bug| async move {
-            let server = MockHomeserver::builder()
-                .nonrefreshable_access_token_lifetime(Duration::from_secs(300))
-                .start()
-                .await?;
-            let mut h = Harness::start(opts(bug), &server.url(), None);
-            h.initialize().await?;
-            let r = h
-                .ok(
-                    "login",
-                    json!({"user": "alice", "password": "wonderland", "refresh_token": false}),
-                )
-                .await?;
-            server.expire_session("alice", r["device_id"].as_str().context("device")?)?;
+            let (server, mut h) = expired_without_refresh_token(opts(bug)).await?;
             h.error("whoami", json!({})).await?;
             h.shutdown().await?;
             Ok(of(&server, "refresh").len())
@@ -998,21 +979,6 @@ mod oauth_sessions {
             .refreshable_access_token_lifetime(Duration::from_secs(300))
             .start()
             .await?)
-    }
-
-    fn opts(bug: Option<Bug>) -> DriverOptions {
-        DriverOptions {
-            bugs: bug.into_iter().collect(),
-            ..DriverOptions::default()
-        }
-    }
-
-    fn of(server: &MockHomeserver, endpoint: &str) -> Vec<TraceEntry> {
-        server
-            .trace()
-            .into_iter()
-            .filter(|e| e.endpoint == endpoint)
-            .collect()
     }
 
     fn flag(e: &TraceEntry, name: &str) -> Value {
