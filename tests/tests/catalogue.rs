@@ -102,3 +102,36 @@ async fn kill_matrix() {
     );
     insta::assert_snapshot!("kill_matrix", table);
 }
+
+/// Every SDK expectations file (`harness/drivers/*/expected-failures*.txt`) parses and names only
+/// scenarios that exist, so a renamed or deleted scenario cannot leave a stale line behind.
+#[test]
+fn sdk_expectations_name_catalogue_scenarios() {
+    let c = Catalogue::load(&default_dir()).unwrap_or_else(|e| panic!("{e}"));
+    let ids: Vec<&str> = c.scenarios.iter().map(|s| s.id.as_str()).collect();
+    let drivers = default_dir().join("../harness/drivers");
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(&drivers).unwrap_or_else(|e| panic!("{}: {e}", drivers.display())) {
+        let dir = dir.unwrap_or_else(|e| panic!("{e}")).path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let f = f.unwrap_or_else(|e| panic!("{e}")).path();
+            let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.starts_with("expected-failures") && name.ends_with(".txt") {
+                files.push(f);
+            }
+        }
+    }
+    assert!(
+        files.len() >= 3,
+        "expected the rust-sdk and both js-sdk files, found {files:?}"
+    );
+    for f in files {
+        let e = rotary_harness::Expectations::load(&f).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!e.is_empty(), "{}: lists nothing", f.display());
+        let stale = e.unmatched(ids.iter().copied());
+        assert!(stale.is_empty(), "{}: no such scenario: {stale:?}", f.display());
+    }
+}

@@ -50,6 +50,11 @@ pub enum Bug {
     /// OAuth: a Matrix-shaped error (`{"errcode": …}`) from the token endpoint — e.g. a 429
     /// `M_LIMIT_EXCEEDED` from a rate limiter — is taken as a logout.
     OauthMatrixErrorLogout,
+    /// Once a refresh has told it the access token's expiry, a 401 `M_UNKNOWN_TOKEN` while the
+    /// client's own clock says at least 60 s remain is taken as a logout (with the 401's
+    /// `soft_logout` flag): no refresh, although the server's 401 is authoritative (matrix-js-sdk
+    /// `_handleUnknownToken`, which learns expiries from its own refreshes only).
+    TrustLocalExpiry,
 }
 
 /// A bug's command-line name and what it does.
@@ -164,6 +169,11 @@ pub const BUGS: &[BugInfo] = &[
         bug: Bug::OauthMatrixErrorLogout,
         name: "oauth-matrix-error-logout",
         description: "OAuth: a Matrix {errcode} error from the token endpoint (e.g. 429 M_LIMIT_EXCEEDED) is a logout",
+    },
+    BugInfo {
+        bug: Bug::TrustLocalExpiry,
+        name: "trust-local-expiry",
+        description: "after a refresh told it the expiry, a 401 while its clock says at least 60 s remain is a logout (the 401's soft_logout), no refresh",
     },
 ];
 

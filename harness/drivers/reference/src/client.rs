@@ -10,7 +10,10 @@
 //!   for the gate, it takes that run's outcome (success or failure) instead of refreshing again.
 //! - **A 401 is retried** (`no-retry`) with the new token, after a refresh or — if another request
 //!   already replaced the token this one used (`generation` moved on) — without one. At most
-//!   [`MAX_REFRESH_ROUNDS`] refresh-and-retry rounds per request (`retry-forever`).
+//!   [`MAX_REFRESH_ROUNDS`] refresh-and-retry rounds per request (`retry-forever`). The server's 401
+//!   is authoritative: the client's own idea of the expiry is only a hint (clock skew, early
+//!   revocation, a restarted server with a shorter lifetime), so a 401 is refreshed however much
+//!   time the client thinks is left (`trust-local-expiry`).
 //! - **Preemptive refresh** (`no-preempt`) when less than the margin is left, the margin being capped
 //!   at half the token's lifetime (`preempt-storm`, `missing-expiry-is-zero`).
 //! - **Rotated tokens are persisted before they are used** (`no-persist`), and the refresh token is
@@ -60,6 +63,9 @@ pub const MAX_REFRESH_ROUNDS: u32 = 2;
 const MAX_STALE_RETRIES: u32 = 4;
 /// Extra attempts of a send after a network error.
 const SEND_NETWORK_RETRIES: u32 = 2;
+/// With the `trust-local-expiry` bug, a 401 on a refreshed token with at least this much left on the
+/// client's clock is taken as a logout (matrix-js-sdk's `REFRESH_ON_ERROR_IF_TOKEN_EXPIRES_WITHIN_MS`).
+const TRUSTED_EXPIRY_LEFT: Duration = Duration::from_secs(60);
 
 /// How a [`Client`] is set up.
 #[derive(Clone, Debug)]
@@ -146,6 +152,9 @@ struct Held {
     /// The refresh token the session started with (only the `stale-refresh-token` bug reads it).
     first_refresh_token: Option<String>,
     expiry: Option<Expiry>,
+    /// Whether `expiry` was learnt from a refresh response (only the `trust-local-expiry` bug reads
+    /// it: matrix-js-sdk learns an expiry from its own refreshes only).
+    expiry_from_refresh: bool,
     /// `Some(soft)` once a logout happened.
     logged_out: Option<bool>,
     /// `Some` for an OAuth 2.0 session, `None` for a legacy one.
@@ -161,6 +170,7 @@ impl Held {
             first_refresh_token: data.refresh_token.clone(),
             refresh_token: data.refresh_token,
             expiry,
+            expiry_from_refresh: false,
             logged_out: None,
             oauth,
         }
@@ -223,6 +233,7 @@ struct Captured {
     access_token: String,
     refresh_token: Option<String>,
     expiry: Option<Expiry>,
+    expiry_from_refresh: bool,
     generation: u64,
     epoch: u64,
 }
@@ -834,6 +845,7 @@ impl Client {
             access_token,
             refresh_token: held.refresh_token.clone(),
             expiry: held.expiry,
+            expiry_from_refresh: held.expiry_from_refresh,
             generation: st.generation,
             epoch: st.refresh_epoch,
         })
@@ -850,6 +862,18 @@ impl Client {
             && !self.bug(Bug::KeepTokensAfterLogout)
         {
             return After401::Over(ClientError::LoggedOut { soft });
+        }
+        if self.bug(Bug::TrustLocalExpiry)
+            && cap.expiry_from_refresh
+            && cap
+                .expiry
+                .is_some_and(|e| e.remaining(Instant::now()) >= TRUSTED_EXPIRY_LEFT)
+        {
+            // As matrix-js-sdk does, before anything else: a refresh said when this token expires,
+            // so it "cannot" have expired yet, and the 401 is taken as the end of the session, with
+            // the 401's own soft_logout flag (the SDK emits the 401 as its logout).
+            info!("401 although the token should still be valid: taking it as a logout");
+            return After401::Over(self.logout_locked(&mut st, soft_logout));
         }
         if !per_401 && st.generation != cap.generation {
             return After401::RetryCurrent;
@@ -1067,6 +1091,7 @@ impl Client {
                 access_token: Some(tokens.access_token),
                 refresh_token,
                 expiry,
+                expiry_from_refresh: true,
                 logged_out: None,
                 ..held.clone()
             }

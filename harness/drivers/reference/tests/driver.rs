@@ -965,6 +965,48 @@ mod bug_switches {
         assert_eq!((ok, bad), (0, 1));
         Ok(())
     }
+
+    /// A token expired early on the server, twice. The first 401 comes on the login's token, whose
+    /// expiry the buggy client does not trust (as matrix-js-sdk, it learns expiries from refreshes
+    /// only): both clients refresh. The second comes on a refreshed token with 300 s left on the
+    /// client's clock: the correct client refreshes again; the buggy one takes the 401 as a logout,
+    /// softly here because the synapse profile's 401 says so.
+    #[tokio::test]
+    async fn trust_local_expiry() -> anyhow::Result<()> {
+        let (ok, bad) = both(Bug::TrustLocalExpiry, |bug| async move {
+            let server = server().await?;
+            let mut h = Harness::start(opts(bug), &server.url(), None);
+            h.initialize().await?;
+            let device = h.login().await?;
+            server.expire_session("alice", &device)?;
+            h.ok("whoami", json!({})).await?;
+            server.expire_session("alice", &device)?;
+            let r = h.call("whoami", json!({})).await?;
+            let notes = h.shutdown().await?;
+            Ok((
+                r["result"]["user_id"].clone(),
+                r["error"]["data"]["kind"].clone(),
+                notes
+                    .iter()
+                    .filter(|n| n["method"] == "logged_out")
+                    .map(|n| n["params"].clone())
+                    .collect::<Vec<_>>(),
+                count(&server, "refresh"),
+            ))
+        })
+        .await?;
+        assert_eq!(ok, (json!("@alice:localhost"), Value::Null, vec![], 2));
+        assert_eq!(
+            bad,
+            (
+                Value::Null,
+                json!("soft_logged_out"),
+                vec![json!({"soft_logout": true})],
+                1
+            )
+        );
+        Ok(())
+    }
 }
 
 /// OAuth 2.0 sessions (Matrix v1.15) against the mock server's `mas` profile: discovery, the token
@@ -1346,6 +1388,33 @@ mod oauth_sessions {
             let mut h = Harness::start(opts(bug), &server.url(), None);
             h.initialize().await?;
             let minted = restore(&mut h, &server).await?;
+            server.expire_session("alice", &minted.issued.device_id)?;
+            let r = h.call("whoami", json!({})).await?;
+            let notes = h.shutdown().await?;
+            Ok((
+                r.get("result").is_some(),
+                logouts(&notes),
+                of(&server, "oauth_token").len(),
+            ))
+        })
+        .await?;
+        assert_eq!(ok, (true, vec![], 2));
+        assert_eq!(bad, (false, vec![json!({"soft_logout": false})], 1));
+        Ok(())
+    }
+
+    /// `trust-local-expiry` on an OAuth session: restored, refreshed once (now the client knows a
+    /// 300 s expiry from the grant), then revoked early: the buggy client makes no second grant and
+    /// logs out hard (the mas profile's 401 has soft_logout: false).
+    #[tokio::test]
+    async fn trust_local_expiry_applies_to_oauth() -> anyhow::Result<()> {
+        let (ok, bad) = both(Bug::TrustLocalExpiry, |bug| async move {
+            let server = oauth_server().await?;
+            let mut h = Harness::start(opts(bug), &server.url(), None);
+            h.initialize().await?;
+            let minted = restore(&mut h, &server).await?;
+            server.expire_session("alice", &minted.issued.device_id)?;
+            h.ok("whoami", json!({})).await?;
             server.expire_session("alice", &minted.issued.device_id)?;
             let r = h.call("whoami", json!({})).await?;
             let notes = h.shutdown().await?;
