@@ -55,6 +55,10 @@ pub enum Bug {
     /// `soft_logout` flag): no refresh, although the server's 401 is authoritative (matrix-js-sdk
     /// `_handleUnknownToken`, which learns expiries from its own refreshes only).
     TrustLocalExpiry,
+    /// A transient refresh failure is not retried within the request: the request fails with the
+    /// failure (not a logout), the tokens are kept, and the next request refreshes again with the
+    /// same refresh token (matrix-js-sdk: `TokenRefreshError`).
+    RetryNextRequest,
 }
 
 /// A bug's command-line name and what it does.
@@ -174,6 +178,11 @@ pub const BUGS: &[BugInfo] = &[
         bug: Bug::TrustLocalExpiry,
         name: "trust-local-expiry",
         description: "after a refresh told it the expiry, a 401 while its clock says at least 60 s remain is a logout (the 401's soft_logout), no refresh",
+    },
+    BugInfo {
+        bug: Bug::RetryNextRequest,
+        name: "retry-next-request",
+        description: "a transient refresh failure fails the request (not a logout); only the next request refreshes again, same refresh token",
     },
 ];
 

@@ -20,7 +20,8 @@
 //!   kept when a refresh response carries none (`drop-refresh-token`); a refresh always presents the
 //!   current refresh token (`stale-refresh-token`).
 //! - **Only a definite "no" ends the session** (`logout-on-transient`, `swallow-refresh-failure`):
-//!   transient failures are retried with backoff (`ignore-retry-after`) and the same refresh token;
+//!   transient failures are retried with backoff (`ignore-retry-after`) and the same refresh token,
+//!   within the request that needed the refresh, so that it still succeeds (`retry-next-request`);
 //!   a Matrix 4xx logs out, softly when the server says so (`ignore-soft-logout`), and a logged-out
 //!   client makes no more requests (`keep-tokens-after-logout`). Without a refresh token a 401 ends
 //!   the session at once (`refresh-without-token`).
@@ -960,6 +961,12 @@ impl Client {
                         warn!(%error, "refresh failed; taking it as the end of the session");
                         let mut st = self.state();
                         return Err(self.logout_locked(&mut st, false));
+                    }
+                    if self.bug(Bug::RetryNextRequest) && !forever {
+                        // As matrix-js-sdk does: the request fails (TokenRefreshError); the next
+                        // one refreshes again, with the same refresh token.
+                        warn!(%error, "refresh failed; failing the request, tokens kept for the next one");
+                        return Err(error);
                     }
                     if failures >= max_attempts && !forever {
                         warn!(%error, failures, "refresh failed; giving up for now, tokens kept");

@@ -1007,6 +1007,52 @@ mod bug_switches {
         );
         Ok(())
     }
+
+    /// One transient refresh failure (a 500): the correct client retries the refresh within the
+    /// request, which succeeds; the buggy one fails the request with the 500 (not a logout), keeps
+    /// its tokens, and the next request refreshes again with the same refresh token.
+    #[tokio::test]
+    async fn retry_next_request() -> anyhow::Result<()> {
+        let (ok, bad) = both(Bug::RetryNextRequest, |bug| async move {
+            let server = server().await?;
+            server.add_fault(FaultRule::from_toml(
+                "endpoint = \"refresh\", nth = 1, action = { kind = \"error\", status = 500 }",
+            )?)?;
+            let mut h = Harness::start(opts(bug), &server.url(), None);
+            h.initialize().await?;
+            let device = h.login().await?;
+            server.expire_session("alice", &device)?;
+            let first = h.call("whoami", json!({})).await?;
+            let refreshes_after_first = count(&server, "refresh");
+            let next = h.ok("whoami", json!({})).await?;
+            let notes = h.shutdown().await?;
+            let refreshes = of(&server, "refresh");
+            Ok((
+                first["error"]["data"].clone(),
+                refreshes_after_first,
+                next["user_id"].clone(),
+                notes.iter().filter(|n| n["method"] == "logged_out").count(),
+                refreshes.iter().map(|e| e.status).collect::<Vec<_>>(),
+                presented_rt(&refreshes[0]) == presented_rt(&refreshes[1]),
+            ))
+        })
+        .await?;
+        let statuses = vec![Some(500), Some(200)];
+        let alice = json!("@alice:localhost");
+        assert_eq!(ok, (Value::Null, 2, alice.clone(), 0, statuses.clone(), true));
+        assert_eq!(
+            bad,
+            (
+                json!({"kind": "http", "status": 500, "errcode": "M_UNKNOWN"}),
+                1,
+                alice,
+                0,
+                statuses,
+                true
+            )
+        );
+        Ok(())
+    }
 }
 
 /// OAuth 2.0 sessions (Matrix v1.15) against the mock server's `mas` profile: discovery, the token
@@ -1466,6 +1512,41 @@ mod oauth_sessions {
         .await?;
         assert_ne!(ok[0], ok[1]);
         assert_eq!(bad[0], bad[1]);
+        Ok(())
+    }
+
+    /// `retry-next-request` on an OAuth session: a 503 from the token endpoint fails the buggy
+    /// client's request (not a logout); the next request makes the grant again with the same
+    /// refresh token. The correct client retries within the request.
+    #[tokio::test]
+    async fn retry_next_request_applies_to_oauth() -> anyhow::Result<()> {
+        let (ok, bad) = both(Bug::RetryNextRequest, |bug| async move {
+            let server = oauth_server().await?;
+            server.add_fault(FaultRule::from_toml(
+                "endpoint = \"oauth_token\", nth = 1, action = { kind = \"error\", status = 503 }",
+            )?)?;
+            let mut h = Harness::start(opts(bug), &server.url(), None);
+            h.initialize().await?;
+            let minted = restore(&mut h, &server).await?;
+            server.expire_session("alice", &minted.issued.device_id)?;
+            let first = h.call("whoami", json!({})).await?;
+            let grants_after_first = of(&server, "oauth_token").len();
+            h.ok("whoami", json!({})).await?;
+            let notes = h.shutdown().await?;
+            let grants = of(&server, "oauth_token");
+            let presented: Vec<_> = grants.iter().map(presented_rt).collect();
+            Ok((
+                first["error"]["data"]["kind"].clone(),
+                grants_after_first,
+                logouts(&notes),
+                grants.iter().map(|e| e.status).collect::<Vec<_>>(),
+                presented.iter().all(|p| *p == minted.issued.refresh_label),
+            ))
+        })
+        .await?;
+        let statuses = vec![Some(503), Some(200)];
+        assert_eq!(ok, (Value::Null, 2, vec![], statuses.clone(), true));
+        assert_eq!(bad, (json!("http"), 1, vec![], statuses, true));
         Ok(())
     }
 }
