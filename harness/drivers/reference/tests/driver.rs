@@ -1094,6 +1094,28 @@ mod oauth_sessions {
         Ok(minted)
     }
 
+    /// A `mas` server, a driver with `bug` (if any) started against it, and an OAuth session
+    /// minted by the server and handed over with `restore`.
+    async fn restored(bug: Option<Bug>) -> anyhow::Result<(MockHomeserver, Harness, OAuthIssued)> {
+        restored_with(bug, &[]).await
+    }
+
+    /// [`restored`], with fault rules (TOML inline tables) added to the server before the driver
+    /// starts.
+    async fn restored_with(
+        bug: Option<Bug>,
+        faults: &[&str],
+    ) -> anyhow::Result<(MockHomeserver, Harness, OAuthIssued)> {
+        let server = oauth_server().await?;
+        for f in faults {
+            server.add_fault(FaultRule::from_toml(f)?)?;
+        }
+        let mut h = Harness::start(opts(bug), &server.url(), None);
+        h.initialize().await?;
+        let minted = restore(&mut h, &server).await?;
+        Ok((server, h, minted))
+    }
+
     fn logouts(notes: &[Value]) -> Vec<Value> {
         notes
             .iter()
@@ -1427,13 +1449,13 @@ mod oauth_sessions {
     #[tokio::test]
     async fn oauth_matrix_error_logout() -> anyhow::Result<()> {
         let (ok, bad) = both(Bug::OauthMatrixErrorLogout, |bug| async move {
-            let server = oauth_server().await?;
-            server.add_fault(FaultRule::from_toml(
-                "endpoint = \"oauth_token\", nth = 1, action = { kind = \"error\", status = 429, retry_after_ms = 200 }",
-            )?)?;
-            let mut h = Harness::start(opts(bug), &server.url(), None);
-            h.initialize().await?;
-            let minted = restore(&mut h, &server).await?;
+            let (server, mut h, minted) = restored_with(
+                bug,
+                &[
+                    "endpoint = \"oauth_token\", nth = 1, action = { kind = \"error\", status = 429, retry_after_ms = 200 }",
+                ],
+            )
+            .await?;
             server.expire_session("alice", &minted.issued.device_id)?;
             let r = h.call("whoami", json!({})).await?;
             let notes = h.shutdown().await?;
@@ -1455,10 +1477,7 @@ mod oauth_sessions {
     #[tokio::test]
     async fn trust_local_expiry_applies_to_oauth() -> anyhow::Result<()> {
         let (ok, bad) = both(Bug::TrustLocalExpiry, |bug| async move {
-            let server = oauth_server().await?;
-            let mut h = Harness::start(opts(bug), &server.url(), None);
-            h.initialize().await?;
-            let minted = restore(&mut h, &server).await?;
+            let (server, mut h, minted) = restored(bug).await?;
             server.expire_session("alice", &minted.issued.device_id)?;
             h.ok("whoami", json!({})).await?;
             server.expire_session("alice", &minted.issued.device_id)?;
@@ -1480,10 +1499,7 @@ mod oauth_sessions {
     #[tokio::test]
     async fn refresh_per_401_and_stale_refresh_token_apply_to_oauth() -> anyhow::Result<()> {
         let (ok, bad) = both(Bug::RefreshPer401, |bug| async move {
-            let server = oauth_server().await?;
-            let mut h = Harness::start(opts(bug), &server.url(), None);
-            h.initialize().await?;
-            let minted = restore(&mut h, &server).await?;
+            let (server, mut h, minted) = restored(bug).await?;
             server.expire_session("alice", &minted.issued.device_id)?;
             h.call("parallel", json!({"count": 4, "op": "whoami", "params": {}}))
                 .await?;
@@ -1495,10 +1511,7 @@ mod oauth_sessions {
         assert!(bad > 1, "{bad}");
 
         let (ok, bad) = both(Bug::StaleRefreshToken, |bug| async move {
-            let server = oauth_server().await?;
-            let mut h = Harness::start(opts(bug), &server.url(), None);
-            h.initialize().await?;
-            let minted = restore(&mut h, &server).await?;
+            let (server, mut h, minted) = restored(bug).await?;
             for _ in 0..2 {
                 server.expire_session("alice", &minted.issued.device_id)?;
                 let _ = h.call("whoami", json!({})).await?;
@@ -1521,13 +1534,11 @@ mod oauth_sessions {
     #[tokio::test]
     async fn retry_next_request_applies_to_oauth() -> anyhow::Result<()> {
         let (ok, bad) = both(Bug::RetryNextRequest, |bug| async move {
-            let server = oauth_server().await?;
-            server.add_fault(FaultRule::from_toml(
-                "endpoint = \"oauth_token\", nth = 1, action = { kind = \"error\", status = 503 }",
-            )?)?;
-            let mut h = Harness::start(opts(bug), &server.url(), None);
-            h.initialize().await?;
-            let minted = restore(&mut h, &server).await?;
+            let (server, mut h, minted) = restored_with(
+                bug,
+                &["endpoint = \"oauth_token\", nth = 1, action = { kind = \"error\", status = 503 }"],
+            )
+            .await?;
             server.expire_session("alice", &minted.issued.device_id)?;
             let first = h.call("whoami", json!({})).await?;
             let grants_after_first = of(&server, "oauth_token").len();
