@@ -32,7 +32,7 @@ command -v python3 >/dev/null || unavailable "python3 is not installed"
 python3 -c 'import venv' 2>/dev/null || unavailable "python3 has no venv module (apt install python3-venv)"
 if [[ ! -x "$ROTARY_BIN" ]]; then
     say "building $ROTARY_BIN"
-    cargo build -q -p rotary-harness
+    cargo build -q -p rotary
 fi
 
 rotary_pid=""

@@ -1,21 +1,21 @@
 #!/usr/bin/env python3
-"""Regenerates the README's "Results against real SDKs" tables from the committed JSON reports.
+"""Regenerates the tables of docs/sdk-results.md ("Results against real SDKs") from the committed JSON reports.
 
 The reports are `results/*.json.gz`: `rotary run --json` output of the whole catalogue, one per
 client, gzipped (tokens are already labels). Column order: `reference` first, then by file name.
 The column key is the file name without `.json.gz` (e.g. `matrix-js-sdk-43`).
 
-Every cell that is not a pass, a skip or `info` links to `#f-<key>-<scenario id>`; the README's
-hand-written failure analysis must hold an anchor `<a id="f-<key>-<scenario id>"></a>` for each,
+Every cell that is not a pass, a skip or `info` links to `#f-<key>-<scenario id>`; the page's
+hand-written failure analysis (below the table, in the same file) must hold an anchor `<a id="f-<key>-<scenario id>"></a>` for each,
 and this script fails, naming the missing ones, when it does not. So a new failure cannot be
 published without its analysis.
 
-    python3 scripts/sdk-results.py            # rewrite the README section
-    python3 scripts/sdk-results.py --check    # exit 1 if the README is stale or an analysis is missing
+    python3 scripts/sdk-results.py            # rewrite the section of docs/sdk-results.md
+    python3 scripts/sdk-results.py --check    # exit 1 if the page is stale or an analysis is missing
 
 To refresh a column, rerun the client and gzip its report, e.g.:
 
-    harness/drivers/matrix-js-sdk/run.sh --sdk 43 --json results/matrix-js-sdk-43.json; gzip -f results/matrix-js-sdk-43.json
+    drivers/matrix-js-sdk/run.sh --sdk 43 --json results/matrix-js-sdk-43.json; gzip -f results/matrix-js-sdk-43.json
 """
 import argparse
 import fnmatch
@@ -26,14 +26,26 @@ import sys
 from pathlib import Path
 
 root = Path(__file__).resolve().parent.parent
-readme = root / "README.md"
+page = root / "docs" / "sdk-results.md"
+PAGE = "docs/sdk-results.md"
 MARK = "sdk-results"
 
 # Column key -> the expectations file its CI job passes to `--expect`.
 EXPECT = {
-    "matrix-rust-sdk": "harness/drivers/matrix-rust-sdk/expected-failures.txt",
-    "matrix-js-sdk-43": "harness/drivers/matrix-js-sdk/expected-failures-43.txt",
-    "matrix-js-sdk-42": "harness/drivers/matrix-js-sdk/expected-failures-42.txt",
+    "matrix-rust-sdk": "drivers/matrix-rust-sdk/expected-failures.txt",
+    "matrix-js-sdk-43": "drivers/matrix-js-sdk/expected-failures-43.txt",
+    "matrix-js-sdk-42": "drivers/matrix-js-sdk/expected-failures-42.txt",
+    # A model of matrix-ios-sdk (drivers/matrix-ios-sdk), not the SDK: one list for both runs,
+    # `run.sh` (Synapse, /v1/refresh → 404) and `run.sh --serve-v1-refresh`.
+    "matrix-ios-sdk-model": "drivers/matrix-ios-sdk/expected-failures.txt",
+    "matrix-ios-sdk-model-v1": "drivers/matrix-ios-sdk/expected-failures.txt",
+}
+
+# Column key -> a note after the client's name in the summary table (what the column is, when the
+# driver's name and version do not say it all).
+NOTES = {
+    "matrix-ios-sdk-model": "a model, not the SDK; Synapse's paths (`/v1/refresh` → 404)",
+    "matrix-ios-sdk-model-v1": "a model, not the SDK; the server also serves `/v1/refresh`",
 }
 
 # Verdict -> (cell text, needs an analysis anchor).
@@ -71,8 +83,9 @@ def render(cols):
     out.append("|---|---|---|---|---|---|---|---|---|---|")
     for key, r in cols:
         s, d = r["summary"], r["driver"]
+        note = f"; {NOTES[key]}" if key in NOTES else ""
         out.append(
-            f"| {d['name']} {d['version']} (`{key}`) | {s['pass']} | {s['fail']} | {s['non_strict']} | "
+            f"| {d['name']} {d['version']} (`{key}`{note}) | {s['pass']} | {s['fail']} | {s['non_strict']} | "
             f"{s['info']} | {s['skipped']} | {s['error']} | {s['timeout']} | "
             f"{s['duration_ms'] / 1000:.1f} s | {r['started_at'][:10]} |"
         )
@@ -85,7 +98,10 @@ def render(cols):
                 ids.append(sc["id"])
                 levels[sc["id"]] = sc["level"]
     ids.sort()
-    header = " | ".join(f"{r['driver']['name']} {r['driver']['version']}" for _, r in cols)
+    names = [f"{r['driver']['name']} {r['driver']['version']}" for _, r in cols]
+    # Two runs of one client (e.g. the matrix-ios-sdk model with and without /v1/refresh) would
+    # have the same heading: add the column key to those.
+    header = " | ".join(n if names.count(n) == 1 else f"{n} (`{key}`)" for n, (key, _) in zip(names, cols))
     out.append(f"| scenario | level | {header} |")
     out.append("|---|---|" + "---|" * len(cols))
     needed = []
@@ -133,7 +149,7 @@ def expectation_problems(cols):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--check", action="store_true", help="fail if the README section is stale")
+    ap.add_argument("--check", action="store_true", help=f"fail if the section of {PAGE} is stale")
     ap.add_argument("reports", nargs="*", type=Path, help="default: results/*.json.gz")
     args = ap.parse_args()
     paths = args.reports or sorted((root / "results").glob("*.json.gz"))
@@ -144,14 +160,14 @@ def main():
             sys.exit(f"{p}: reports must be gzipped JSON named <column>.json.gz")
     cols = columns(paths)
     body, needed = render(cols)
-    text = readme.read_text()
+    text = page.read_text()
     pattern = re.compile(rf"(<!-- {MARK}:start -->\n).*?(<!-- {MARK}:end -->)", re.S)
     if not pattern.search(text):
-        sys.exit(f"README.md has no <!-- {MARK}:start --> … <!-- {MARK}:end --> markers")
+        sys.exit(f"{PAGE} has no <!-- {MARK}:start --> … <!-- {MARK}:end --> markers")
     new = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
     missing = [a for a in needed if f'<a id="{a}"></a>' not in new]
     if missing:
-        print("README.md lacks a failure analysis for:", file=sys.stderr)
+        print(f"{PAGE} lacks a failure analysis for:", file=sys.stderr)
         for a in missing:
             print(f'  <a id="{a}"></a>', file=sys.stderr)
     problems = expectation_problems(cols)
@@ -161,13 +177,13 @@ def main():
         if problems:
             sys.exit(1)
         if new != text:
-            sys.exit("README.md's SDK results are stale: run python3 scripts/sdk-results.py")
+            sys.exit(f"{PAGE} is stale: run python3 scripts/sdk-results.py")
         if missing:
             sys.exit(1)
-        print("README.md SDK results are up to date")
+        print(f"{PAGE}: SDK results are up to date")
         return
-    readme.write_text(new)
-    print(f"README.md updated from {len(paths)} reports")
+    page.write_text(new)
+    print(f"{PAGE} updated from {len(paths)} reports")
     if missing or problems:
         sys.exit(1)
 

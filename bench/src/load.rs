@@ -171,7 +171,7 @@ pub async fn run(
             Load::Whoami { .. } => None,
         };
         tasks.spawn(async move {
-            let mut lat = Vec::with_capacity(1 << 16);
+            let mut lat = Vec::new();
             let mut count = 0u64;
             let mut error = None;
             loop {
@@ -234,4 +234,119 @@ pub async fn whoami_once(addr: SocketAddr, token: &str) -> Result<()> {
     let auth = HeaderValue::from_str(&format!("Bearer {token}"))?;
     one(&mut sender, &host, Some(&auth), None).await?;
     Ok(())
+}
+
+/// A full read of the trace through `GET /_rotary/trace`, page by page, while another thread
+/// asks `/versions` every millisecond: how long the dump took and how long `/versions` waited.
+#[derive(Debug)]
+pub struct DumpResult {
+    /// Pages read.
+    pub pages: usize,
+    /// Entries read.
+    pub entries: usize,
+    /// Bytes of JSON read.
+    pub bytes: usize,
+    /// Time of the whole dump.
+    pub elapsed: Duration,
+    /// `/versions` answers during the dump.
+    pub probes: usize,
+    /// Their latencies.
+    pub versions: Latencies,
+    /// The slowest of them.
+    pub versions_max: Duration,
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    next_after: u64,
+    more: bool,
+    trace: Vec<serde::de::IgnoredAny>,
+}
+
+async fn get(sender: &mut SendRequest<Full<Bytes>>, host: &HeaderValue, path: &str) -> Result<Bytes> {
+    sender.ready().await?;
+    let req = Request::get(path)
+        .header(HOST, host)
+        .body(Full::new(Bytes::new()))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("GET {path}: HTTP {status}");
+    }
+    Ok(body)
+}
+
+/// Probes `/versions` on its own thread and runtime (so that parsing pages here cannot delay its
+/// clock) until `stop`; returns the latencies.
+fn probe_versions(
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Result<(Latencies, Duration, usize)>> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let host = HeaderValue::from_str(&addr.to_string())?;
+            let mut sender = connect(addr).await?;
+            let mut samples = Vec::new();
+            let mut max = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t0 = Instant::now();
+                get(&mut sender, &host, "/_matrix/client/versions").await?;
+                let took = t0.elapsed();
+                max = max.max(took);
+                samples.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let n = samples.len();
+            let mut lat = Latencies::default();
+            lat.extend(samples);
+            Ok((lat, max, n))
+        })
+    })
+}
+
+/// Reads the whole trace of the server at `addr`, `limit` entries a page, while probing
+/// `/versions`.
+pub async fn dump_while_probing(addr: SocketAddr, limit: usize) -> Result<DumpResult> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = probe_versions(addr, stop.clone());
+    // Let the probe connect and settle first.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let host = HeaderValue::from_str(&addr.to_string())?;
+    let mut sender = connect(addr).await?;
+    let (mut after, mut pages, mut entries, mut bytes) = (0, 0, 0, 0);
+    let t0 = Instant::now();
+    loop {
+        let body = get(
+            &mut sender,
+            &host,
+            &format!("/_rotary/trace?after={after}&limit={limit}"),
+        )
+        .await?;
+        let page: Page = serde_json::from_slice(&body).context("a trace page")?;
+        pages += 1;
+        entries += page.trace.len();
+        bytes += body.len();
+        after = page.next_after;
+        if !page.more {
+            break;
+        }
+    }
+    let elapsed = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (versions, versions_max, probes) = probe
+        .join()
+        .map_err(|_| anyhow::anyhow!("the /versions probe panicked"))??;
+    Ok(DumpResult {
+        pages,
+        entries,
+        bytes,
+        elapsed,
+        probes,
+        versions,
+        versions_max,
+    })
 }

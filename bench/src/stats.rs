@@ -1,42 +1,84 @@
-//! Latency samples and medians.
+//! Latency histograms and medians.
 
-/// Every request's latency in microseconds, unsorted until a percentile is asked for.
-#[derive(Clone, Debug, Default)]
+/// Values below this are counted exactly (µs).
+const EXACT: u32 = 2048;
+/// Sub-buckets per power of two above [`EXACT`]: about 0.4 % resolution.
+const SUB_BITS: u32 = 8;
+/// Octaves above `EXACT` up to `u32::MAX`.
+const OCTAVES: u32 = 32 - EXACT.trailing_zeros();
+const BUCKETS: usize = EXACT as usize + (OCTAVES as usize) * (1 << SUB_BITS);
+
+/// Request latencies in microseconds, as a log-linear histogram of fixed size (exact below
+/// 2 ms, 0.4 % buckets above), so that a long benchmark's memory does not grow with its
+/// request count: the RSS it reports per round is the servers' and their traces'.
+#[derive(Clone, Debug)]
 pub struct Latencies {
-    samples: Vec<u32>,
-    sorted: bool,
+    counts: Vec<u64>,
+    total: u64,
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; BUCKETS],
+            total: 0,
+        }
+    }
+}
+
+fn bucket(v: u32) -> usize {
+    if v < EXACT {
+        return v as usize;
+    }
+    let octave = 31 - v.leading_zeros(); // >= 11
+    let shift = octave - SUB_BITS;
+    let sub = (v >> shift) & ((1 << SUB_BITS) - 1);
+    EXACT as usize + ((octave - EXACT.trailing_zeros()) as usize) * (1 << SUB_BITS) + sub as usize
+}
+
+/// The smallest value of a bucket.
+fn lower_bound(i: usize) -> u32 {
+    if i < EXACT as usize {
+        return i as u32;
+    }
+    let j = i - EXACT as usize;
+    let octave = (j >> SUB_BITS) as u32 + EXACT.trailing_zeros();
+    let sub = (j & ((1 << SUB_BITS) - 1)) as u32;
+    (1 << octave) | (sub << (octave - SUB_BITS))
 }
 
 impl Latencies {
-    /// Adds samples.
+    /// Adds samples (µs).
     pub fn extend(&mut self, more: Vec<u32>) {
-        if self.samples.is_empty() {
-            self.samples = more;
-        } else {
-            self.samples.extend(more);
+        for v in more {
+            self.counts[bucket(v)] += 1;
+            self.total += 1;
         }
-        self.sorted = false;
     }
 
-    /// Hands the samples over, leaving none.
-    pub fn take(&mut self) -> Vec<u32> {
-        self.sorted = false;
-        std::mem::take(&mut self.samples)
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Latencies) {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.total += other.total;
     }
 
-    /// The `p`-th percentile (0–100) in milliseconds (nearest rank); 0 without samples.
+    /// The `p`-th percentile (0–100) in milliseconds (nearest rank, the bucket's lower bound);
+    /// 0 without samples.
     pub fn percentile_ms(&mut self, p: f64) -> f64 {
-        if self.samples.is_empty() {
+        if self.total == 0 {
             return 0.0;
         }
-        if !self.sorted {
-            self.samples.sort_unstable();
-            self.sorted = true;
+        let rank = ((p / 100.0) * self.total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return f64::from(lower_bound(i)) / 1000.0;
+            }
         }
-        let n = self.samples.len();
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        let i = rank.clamp(1, n) - 1;
-        f64::from(self.samples[i]) / 1000.0
+        0.0
     }
 }
 
@@ -63,9 +105,21 @@ mod tests {
     fn percentiles_and_medians() {
         let mut l = Latencies::default();
         l.extend((1..=100).map(|x| x * 1000).collect());
-        assert_eq!(l.percentile_ms(50.0), 50.0);
-        assert_eq!(l.percentile_ms(99.0), 99.0);
-        assert_eq!(l.percentile_ms(100.0), 100.0);
+        for (p, want) in [(50.0, 50.0), (99.0, 99.0), (100.0, 100.0), (1.0, 1.0)] {
+            let got = l.percentile_ms(p);
+            assert!(got <= want && got >= want * 0.995, "p{p}: {got} for {want}");
+        }
+        let mut other = Latencies::default();
+        other.extend(vec![0, 1, u32::MAX]);
+        l.merge(&other);
+        assert_eq!(l.percentile_ms(0.5), 0.0);
+        assert!(l.percentile_ms(100.0) > 4_000_000.0);
+        for v in [0, 1, 2047, 2048, 2049, 4095, 4096, 1 << 20, u32::MAX] {
+            assert!(
+                lower_bound(bucket(v)) <= v && f64::from(lower_bound(bucket(v))) >= f64::from(v) * 0.995,
+                "{v}"
+            );
+        }
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
         assert_eq!(median(&[]), 0.0);

@@ -1,5 +1,5 @@
 //! Properties of Rotary's parsers of untrusted input, shared by the cargo-fuzz targets in
-//! `fuzz/fuzz_targets/` and the proptest suite in `tests/tests/robustness.rs` (which includes this
+//! `fuzz/fuzz_targets/` and the proptest suite in `tests/tests/robustness_fuzz.rs` (which includes this
 //! file with `#[path]`). Each entry point takes raw bytes, parses them with `rotary-server`'s public
 //! functions, and panics — with a message naming the input — only when a property breaks.
 

@@ -1,6 +1,6 @@
 //! Raw HTTP/1.1 from fuzz input against in-process Rotary servers (`synapse` and `mas`, started
 //! once per process on their own runtime). Shared by the `request_parsing` fuzz target and the
-//! proptest suite in `tests/tests/robustness.rs`.
+//! proptest suite in `tests/tests/robustness_fuzz.rs`.
 //!
 //! The first input byte picks the server and the mode: the rest is written to the socket as it
 //! is, or framed into a well-formed request (`method 0xFF path 0xFF header-lines 0xFF body`, with a

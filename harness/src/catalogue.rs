@@ -61,7 +61,7 @@ impl std::str::FromStr for Partition {
 /// Which scenarios to run.
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
-    /// Id globs (`*` and `?`); empty = all.
+    /// Id globs (`*` matches any run of characters); empty = all.
     pub globs: Vec<String>,
     /// Tags; a scenario must have one of them (empty = no filter).
     pub tags: Vec<String>,
@@ -135,6 +135,13 @@ impl Catalogue {
             .filter(|s| sel.globs.is_empty() || sel.globs.iter().any(|g| glob_match(g, &s.id)))
             .filter(|s| sel.tags.is_empty() || sel.tags.iter().any(|t| s.has_tag(t)))
             .collect();
+        if picked.is_empty() {
+            return Err(format!(
+                "no scenario matches {} together with the tag(s) {} (ids and tags narrow each other; see `rotary list`)",
+                sel.globs.join(", "),
+                sel.tags.join(", ")
+            ));
+        }
         Ok(match sel.partition {
             None => picked,
             Some(p) => picked

@@ -1,37 +1,16 @@
-//! What a run records: verdicts, check results, steps, notifications — the data every report renders.
+//! What a run records — verdicts, the driver, each scenario's report, the whole run — the data every
+//! report renders (the observation types themselves live in `rotary_judge::observed`).
 //!
 //! These types serialise to the `--json` report (schema version [`SCHEMA_VERSION`]). Fields are
 //! only ever added, never renamed.
 
-use rotary_server::TraceEntry;
+use rotary_judge::TraceEntry;
+pub use rotary_judge::{CallError, CheckResult, Level, NotificationRecord, StepOutcome, StepRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the `--json` report's schema.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// A scenario's level: how strictly its requirement binds a client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    /// The spec requires it, or users lose their session without it.
-    Must,
-    /// Good practice; failing it is reported as `non-strict`.
-    Should,
-    /// Observes behaviour; never passes or fails.
-    Info,
-}
-
-impl Level {
-    /// The level's name as written in scenario files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Must => "must",
-            Level::Should => "should",
-            Level::Info => "info",
-        }
-    }
-}
 
 /// The outcome of one scenario.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -135,125 +114,6 @@ pub struct Summary {
     pub duration_ms: u64,
 }
 
-/// One check's result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckResult {
-    /// The check's name as written in the scenario (`refresh_count`, …).
-    pub check: String,
-    /// What it demands, in words (`exactly 1 refresh call in steps 2–3`).
-    pub description: String,
-    /// Whether it held.
-    pub passed: bool,
-    /// What was expected.
-    pub expected: String,
-    /// What happened.
-    pub actual: String,
-    /// `seq` of the trace entries that prove the result (for a failure: the offending requests).
-    pub evidence: Vec<u64>,
-}
-
-/// A driver error as the protocol reports it (`data.kind`, `status`, `errcode`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CallError {
-    /// `logged_out`, `soft_logged_out`, `http`, `network`, `unsupported`, `other`, or
-    /// `method_not_found` for a JSON-RPC -32601.
-    pub kind: String,
-    /// The driver's message.
-    pub message: String,
-    /// HTTP status, for `http`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// Matrix errcode, for `http`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub errcode: Option<String>,
-}
-
-/// How a step ended.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum StepOutcome {
-    /// A driver call answered with a result (tokens replaced by labels), or a server action
-    /// succeeded (`result` describes it).
-    Ok {
-        /// The result.
-        result: serde_json::Value,
-    },
-    /// A driver call answered with an error.
-    Failed {
-        /// The error.
-        error: CallError,
-    },
-    /// A `parallel` call: one outcome per operation, in start order.
-    Parallel {
-        /// `Ok` or `Failed` per operation.
-        results: Vec<StepOutcome>,
-    },
-    /// The step did not finish: the driver broke, or time ran out (see the scenario's message).
-    Aborted {
-        /// What happened.
-        reason: String,
-    },
-}
-
-impl StepOutcome {
-    /// Whether the step (every operation of a `parallel`) succeeded.
-    pub fn is_ok(&self) -> bool {
-        match self {
-            StepOutcome::Ok { .. } => true,
-            StepOutcome::Failed { .. } | StepOutcome::Aborted { .. } => false,
-            StepOutcome::Parallel { results } => results.iter().all(StepOutcome::is_ok),
-        }
-    }
-
-    /// The errors of the step (all failing operations of a `parallel`).
-    pub fn errors(&self) -> Vec<&CallError> {
-        match self {
-            StepOutcome::Ok { .. } | StepOutcome::Aborted { .. } => Vec::new(),
-            StepOutcome::Failed { error } => vec![error],
-            StepOutcome::Parallel { results } => results.iter().flat_map(StepOutcome::errors).collect(),
-        }
-    }
-}
-
-/// One step as it ran.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    /// 1-based position in the scenario.
-    pub index: usize,
-    /// The step's name, if the scenario gave one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    /// The action (`login`, `parallel`, `expire_access_tokens`, …).
-    pub action: String,
-    /// A short rendering of its parameters (`count=5 op=whoami`).
-    pub summary: String,
-    /// Start, real ms since the scenario's server started (the trace's `real_ms` scale).
-    pub started_ms: i64,
-    /// End, same scale.
-    pub ended_ms: i64,
-    /// Trace entries with `seq > trace_from` arrived after the step started.
-    pub trace_from: u64,
-    /// Trace entries with `seq <= trace_to` arrived before the step ended.
-    pub trace_to: u64,
-    /// How it ended.
-    pub outcome: StepOutcome,
-}
-
-/// A notification the driver sent.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NotificationRecord {
-    /// When it arrived, real ms since the server started.
-    pub at_ms: i64,
-    /// The step running when it arrived (1-based; 0 = during start-up).
-    pub step: usize,
-    /// How many requests the trace held when it arrived.
-    pub trace_len: u64,
-    /// `session_changed`, `logged_out`, `log`, or an unknown method name.
-    pub method: String,
-    /// Its params, with every token replaced by its label.
-    pub params: serde_json::Value,
-}
-
 /// One line of the exchange with the driver.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TranscriptLine {
@@ -307,6 +167,11 @@ pub struct ScenarioReport {
     /// lines of at most 2 KiB each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transcript: Vec<TranscriptLine>,
+    /// What the live invariants (`rotary_judge::live`, the rules `rotary proxy` and `rotary soak`
+    /// judge live traffic by) found in this scenario's trace. Informational here: the verdict
+    /// comes from the scenario's own checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<rotary_judge::live::Violation>,
     /// Extra facts (e.g. `"driver_exit": "signal 9"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub facts: BTreeMap<String, String>,
@@ -381,31 +246,5 @@ mod tests {
             let json = serde_json::to_value(v).unwrap();
             assert_eq!(json, serde_json::Value::String(v.name().to_owned()));
         }
-    }
-
-    #[test]
-    fn parallel_outcome_is_ok_only_when_all_are() {
-        let ok = StepOutcome::Ok {
-            result: serde_json::json!({}),
-        };
-        let bad = StepOutcome::Failed {
-            error: CallError {
-                kind: "http".into(),
-                message: "401".into(),
-                status: Some(401),
-                errcode: None,
-            },
-        };
-        assert!(
-            StepOutcome::Parallel {
-                results: vec![ok.clone(), ok.clone()]
-            }
-            .is_ok()
-        );
-        let mixed = StepOutcome::Parallel {
-            results: vec![ok, bad],
-        };
-        assert!(!mixed.is_ok());
-        assert_eq!(mixed.errors().len(), 1);
     }
 }

@@ -24,8 +24,8 @@ pub struct RunConfig {
     pub jobs: usize,
     /// Overrides every scenario's per-call timeout.
     pub call_timeout: Option<Duration>,
-    /// Known failures.
-    pub expect: Expectations,
+    /// Known failures (`--expect FILE`).
+    pub expectations: Expectations,
 }
 
 impl RunConfig {
@@ -35,7 +35,7 @@ impl RunConfig {
             driver: driver.into(),
             jobs: default_jobs(),
             call_timeout: None,
-            expect: Expectations::default(),
+            expectations: Expectations::default(),
         }
     }
 
@@ -52,9 +52,16 @@ impl RunConfig {
     }
 
     /// Sets the known failures.
-    pub fn expect(mut self, e: Expectations) -> RunConfig {
-        self.expect = e;
+    pub fn expectations(mut self, e: Expectations) -> RunConfig {
+        self.expectations = e;
         self
+    }
+
+    /// The old name of [`RunConfig::expectations`], which read like `Option::expect`.
+    #[deprecated(note = "use `RunConfig::expectations`")]
+    #[doc(hidden)]
+    pub fn expect(self, e: Expectations) -> RunConfig {
+        self.expectations(e)
     }
 }
 
@@ -84,7 +91,7 @@ pub async fn run_scenarios(
         let opts = opts.clone();
         let permits = Arc::clone(&permits);
         let on_done = Arc::clone(&on_done);
-        let expected = cfg.expect.lists(&s.id);
+        let expected = cfg.expectations.lists(&s.id);
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let (mut report, info) = run_scenario(&s, &opts).await;

@@ -46,19 +46,42 @@ impl Clock {
 
     /// Milliseconds since the Unix epoch, including every advance so far.
     pub fn now_ms(&self) -> i64 {
-        // Saturating: huge advances pin the clock at the end of time instead of overflowing.
-        self.start_wall_ms.saturating_add(self.since_start_ms())
+        self.now_ms_at(Instant::now())
     }
 
     /// Milliseconds since this clock was created, including every advance so far.
     pub fn since_start_ms(&self) -> i64 {
-        self.real_elapsed_ms()
-            .saturating_add(self.offset_ms.load(Ordering::Relaxed))
+        self.since_start_ms_at(Instant::now())
     }
 
     /// Real milliseconds since this clock was created, not counting advances.
     pub fn real_elapsed_ms(&self) -> i64 {
-        i64::try_from(self.start.elapsed().as_millis()).unwrap_or(i64::MAX)
+        self.real_elapsed_ms_at(Instant::now())
+    }
+
+    /// [`now_ms`](Self::now_ms) at an instant already read (one clock read for several figures).
+    ///
+    /// ```
+    /// let clock = rotary_server::clock::Clock::new();
+    /// let t = std::time::Instant::now();
+    /// clock.advance(std::time::Duration::from_secs(5));
+    /// assert!(clock.since_start_ms_at(t) >= 5_000);
+    /// assert_eq!(clock.now_ms_at(t) - clock.since_start_ms_at(t), clock.now_ms() - clock.since_start_ms());
+    /// ```
+    pub fn now_ms_at(&self, t: Instant) -> i64 {
+        // Saturating: huge advances pin the clock at the end of time instead of overflowing.
+        self.start_wall_ms.saturating_add(self.since_start_ms_at(t))
+    }
+
+    /// [`since_start_ms`](Self::since_start_ms) at an instant already read.
+    pub fn since_start_ms_at(&self, t: Instant) -> i64 {
+        self.real_elapsed_ms_at(t)
+            .saturating_add(self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// [`real_elapsed_ms`](Self::real_elapsed_ms) at an instant already read.
+    pub fn real_elapsed_ms_at(&self, t: Instant) -> i64 {
+        i64::try_from(t.saturating_duration_since(self.start).as_millis()).unwrap_or(i64::MAX)
     }
 
     /// The total offset added by [`Clock::advance`].

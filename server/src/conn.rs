@@ -5,7 +5,7 @@ use bytes::Bytes;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -22,13 +22,19 @@ pub enum RawAction {
     Bytes(Bytes),
 }
 
-/// Per-connection handle, put into each request's extensions.
+/// Per-connection handle, reachable from the connection's task through [`current`].
 #[derive(Debug)]
 pub struct ConnHandle {
     /// The client's address.
     pub peer: SocketAddr,
     armed: AtomicBool,
     action: Mutex<Option<RawAction>>,
+    /// When the connection was accepted (the base of `idle_since_ms`).
+    base: tokio::time::Instant,
+    /// Requests being handled on this connection.
+    busy: AtomicU32,
+    /// When the last request finished (or the connection was accepted), ms after `base`.
+    idle_since_ms: AtomicU64,
 }
 
 impl ConnHandle {
@@ -38,7 +44,20 @@ impl ConnHandle {
             peer,
             armed: AtomicBool::new(false),
             action: Mutex::new(None),
+            base: tokio::time::Instant::now(),
+            busy: AtomicU32::new(0),
+            idle_since_ms: AtomicU64::new(0),
         }
+    }
+
+    /// Notes a request being handled until the returned guard is dropped.
+    pub fn request(self: &Arc<Self>) -> BusyGuard {
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        BusyGuard(self.clone())
+    }
+
+    fn idle_since(&self) -> u64 {
+        self.idle_since_ms.load(Ordering::Acquire)
     }
 
     /// Makes the next response write perform `action` instead.
@@ -53,6 +72,41 @@ impl ConnHandle {
             return None;
         }
         self.action.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// A request in progress on a connection (see [`ConnHandle::request`]).
+#[derive(Debug)]
+pub struct BusyGuard(Arc<ConnHandle>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        let h = &self.0;
+        let ms = u64::try_from(h.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        h.idle_since_ms.store(ms, Ordering::Release);
+        h.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Returns once the connection has been without a request in progress for `limit` since its last
+/// request finished (or since it was accepted): a client that never finishes its headers, or a
+/// connection left idle. One timer per connection, moved only when it fires — not a timer per
+/// request, as hyper's `header_read_timeout` arms.
+pub async fn idle_watchdog(handle: &ConnHandle, limit: std::time::Duration) {
+    let mut seen = handle.idle_since();
+    let mut deadline = handle.base + std::time::Duration::from_millis(seen) + limit;
+    loop {
+        tokio::time::sleep_until(deadline).await;
+        let now_seen = handle.idle_since();
+        if handle.busy.load(Ordering::Acquire) > 0 {
+            // A request is being handled (a long-poll, a slow body): look again later.
+            deadline = tokio::time::Instant::now() + limit;
+        } else if now_seen != seen {
+            deadline = handle.base + std::time::Duration::from_millis(now_seen) + limit;
+        } else {
+            return;
+        }
+        seen = now_seen;
     }
 }
 

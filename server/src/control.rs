@@ -6,6 +6,7 @@ use crate::duration;
 use crate::error::MatrixError;
 use crate::fault::FaultRule;
 use crate::oauth::{ClientMetadata, GrantType};
+use crate::trace::TracePage;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -115,7 +116,7 @@ async fn index() -> ApiResult {
         "POST   /_rotary/oauth/clients              RFC 7591 client metadata ({} = a harness client)",
         "POST   /_rotary/rooms                      {\"user\", \"name\"?}",
         "POST   /_rotary/rooms/{room_id}/join       {\"user\"}",
-        "GET    /_rotary/trace?after=N",
+        "GET    /_rotary/trace?after=SEQ&limit=N   a page: {trace, next_after, more, first_seq, last_seq, evicted, missed}",
         "POST   /_rotary/labels                     {\"tokens\": [..]}",
         "POST   /_rotary/reset",
     ]}))
@@ -358,13 +359,68 @@ async fn join_room(State(st): State<ControlState>, Path(room): Path<String>, bod
     json_ok(json!({}))
 }
 
+/// Entries per `GET /_rotary/trace` page when `limit` is not given.
+pub const TRACE_PAGE_DEFAULT: usize = 10_000;
+/// The largest `limit` served (larger ones are cut to it; `more` then says so).
+pub const TRACE_PAGE_MAX: usize = 100_000;
+/// Entries serialized per body chunk; the connection's task yields between chunks, so that a big
+/// page never holds up other requests on the same runtime thread.
+const TRACE_CHUNK: usize = 256;
+
 #[derive(Deserialize)]
 struct TraceQuery {
     after: Option<u64>,
+    limit: Option<usize>,
 }
 
+/// `GET /_rotary/trace?after=SEQ&limit=N`: a page of the trace, streamed.
 async fn get_trace(State(st): State<ControlState>, Query(q): Query<TraceQuery>) -> ApiResult {
-    json_ok(json!({"trace": st.core.trace(q.after.unwrap_or(0))}))
+    let limit = q.limit.unwrap_or(TRACE_PAGE_DEFAULT).min(TRACE_PAGE_MAX);
+    let page = st.core.trace.page(q.after.unwrap_or(0), limit);
+    Ok(trace_body(page))
+}
+
+/// The page as `{"evicted", "first_seq", "last_seq", "missed", "more", "next_after", "trace":
+/// [...]}` (keys in the order a `json!` map sorts them), serialized chunk by chunk as hyper asks
+/// for the body: the page is shared `Arc`s, the lock long released.
+fn trace_body(page: TracePage) -> Response {
+    let head = format!(
+        "{{\"evicted\":{},\"first_seq\":{},\"last_seq\":{},\"missed\":{},\"more\":{},\"next_after\":{},\"trace\":[",
+        page.evicted, page.first_seq, page.last_seq, page.missed, page.more, page.next_after
+    );
+    let entries = page.entries;
+    let chunks = futures_util::stream::unfold(Some(0usize), move |at| {
+        let entries = entries.clone();
+        async move {
+            let at = at?;
+            if at > 0 {
+                tokio::task::yield_now().await;
+            }
+            let end = (at + TRACE_CHUNK).min(entries.len());
+            let mut buf = Vec::with_capacity((end - at) * 640 + 2);
+            for (i, e) in entries[at..end].iter().enumerate() {
+                if at + i > 0 {
+                    buf.push(b',');
+                }
+                let mark = buf.len();
+                if let Err(err) = serde_json::to_writer(&mut buf, &**e) {
+                    tracing::warn!(seq = e.seq, error = %err, "trace entry not serializable");
+                    buf.truncate(mark);
+                    buf.extend_from_slice(b"null");
+                }
+            }
+            let next = if end < entries.len() {
+                Some(end)
+            } else {
+                buf.extend_from_slice(b"]}");
+                None
+            };
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(buf)), next))
+        }
+    });
+    let head = futures_util::stream::once(async move { Ok(Bytes::from(head)) });
+    let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(head, chunks));
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,7 @@ use crate::oauth::{
 };
 use crate::rooms::Rooms;
 use crate::store::{DeviceInfo, Issued, LoginError, OAuthGrant, RegisterError, TokenStore};
-use crate::trace::{Trace, TraceEntry};
+use crate::trace::Trace;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -202,7 +202,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Core {
-    pub fn new(initial: Initial) -> Result<Arc<Self>, OpError> {
+    pub fn new(initial: Initial, trace: Trace) -> Result<Arc<Self>, OpError> {
         initial.config.validate()?;
         let core = Arc::new(Core {
             config: RwLock::new(Arc::new(initial.config.clone())),
@@ -213,7 +213,7 @@ impl Core {
             events: watch::channel(0).0,
             faults: Mutex::new(FaultSet::default()),
             has_faults: AtomicBool::new(false),
-            trace: Trace::default(),
+            trace,
             refresh_bucket: Mutex::new(Bucket::default()),
             filters: Mutex::new(HashMap::new()),
             oauth: Mutex::new(OAuthRegistry::default()),
@@ -255,7 +255,12 @@ impl Core {
 
     /// ms on the trace's time axis (server clock since start or the last reset).
     pub fn trace_time(&self) -> i64 {
-        self.clock.since_start_ms() - self.trace_epoch_ms.load(std::sync::atomic::Ordering::Relaxed)
+        self.trace_time_at(std::time::Instant::now())
+    }
+
+    /// [`trace_time`](Self::trace_time) at an instant already read.
+    pub fn trace_time_at(&self, t: std::time::Instant) -> i64 {
+        self.clock.since_start_ms_at(t) - self.trace_epoch_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Converts an absolute expiry (ms since epoch) to the trace's time axis.
@@ -464,10 +469,6 @@ impl Core {
 
     pub fn advance_clock(&self, by: Duration) -> i64 {
         self.clock.advance(by)
-    }
-
-    pub fn trace(&self, after: u64) -> Vec<TraceEntry> {
-        self.trace.snapshot(after)
     }
 
     /// Back to how the server started: config, users, faults; no sessions, rooms or trace; the

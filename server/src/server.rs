@@ -8,7 +8,8 @@ use crate::core::{Core, Initial, MintRequest, OAuthIssued, OAuthMintRequest, OpE
 use crate::fault::{FaultRule, FaultStatus};
 use crate::oauth::{ClientMetadata, RegisteredClient};
 use crate::store::{DeviceInfo, Issued};
-use crate::trace::TraceEntry;
+use crate::trace::SpillConfig;
+use crate::trace::{Trace, TraceConfig, TraceEntry, TraceError, TracePage, TraceStats, TraceSubscription};
 use axum::Router;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -31,6 +32,9 @@ pub enum StartError {
     /// The config, a user or a fault rule is invalid.
     #[error(transparent)]
     Setup(#[from] OpError),
+    /// The trace's spill could not be set up.
+    #[error(transparent)]
+    Trace(#[from] TraceError),
 }
 
 /// Configures a [`MockHomeserver`]. Start from a profile; every knob can then be set alone.
@@ -61,6 +65,7 @@ pub struct MockHomeserverBuilder {
     faults: Vec<FaultRule>,
     bind: SocketAddr,
     control: ControlAccess,
+    trace: TraceConfig,
 }
 
 impl Default for MockHomeserverBuilder {
@@ -71,6 +76,7 @@ impl Default for MockHomeserverBuilder {
             faults: Vec::new(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             control: ControlAccess::LoopbackOnly,
+            trace: TraceConfig::default(),
         }
     }
 }
@@ -171,6 +177,49 @@ impl MockHomeserverBuilder {
         self
     }
 
+    /// How many trace entries to keep in memory (default
+    /// [`DEFAULT_WINDOW`](crate::trace::DEFAULT_WINDOW), 100,000: about 50 MiB when full). Older
+    /// entries leave memory; [`MockHomeserver::trace_evicted`] counts them and a spill keeps them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let server = rotary_server::MockHomeserver::builder().trace_window(1_000).start().await.unwrap();
+    /// assert_eq!(server.trace_evicted(), 0);
+    /// # }
+    /// ```
+    pub fn trace_window(mut self, entries: usize) -> Self {
+        self.trace.window = entries;
+        self
+    }
+
+    /// Writes every completed trace entry to NDJSON files in `dir` (`trace-000001.ndjson`, …),
+    /// starting a new file when one would pass `max_file_bytes`. Nothing is deleted. See
+    /// [`trace::SpillConfig`](crate::trace::SpillConfig).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let dir = std::env::temp_dir().join(format!("rotary-doc-spill-{}", std::process::id()));
+    /// let server = rotary_server::MockHomeserver::builder()
+    ///     .trace_spill(&dir, 64 << 20)
+    ///     .start()
+    ///     .await
+    ///     .unwrap();
+    /// server.trace_flush();
+    /// assert_eq!(server.trace_stats().spilled, 0);
+    /// # drop(server); let _ = std::fs::remove_dir_all(&dir);
+    /// # }
+    /// ```
+    pub fn trace_spill(mut self, dir: impl Into<std::path::PathBuf>, max_file_bytes: u64) -> Self {
+        self.trace.spill = Some(SpillConfig::new(dir, max_file_bytes));
+        self
+    }
+
+    /// Replaces the whole trace configuration (window, spill, subscriber capacity).
+    pub fn trace_config(mut self, config: TraceConfig) -> Self {
+        self.trace = config;
+        self
+    }
+
     /// The knobs the server would start with.
     pub fn start_config(&self) -> ServerConfig {
         self.config.clone()
@@ -178,11 +227,15 @@ impl MockHomeserverBuilder {
 
     /// Binds and starts serving in the background.
     pub async fn start(self) -> Result<MockHomeserver, StartError> {
-        let core = Core::new(Initial {
-            config: self.config,
-            users: self.users,
-            faults: self.faults,
-        })?;
+        let trace = Trace::new(self.trace)?;
+        let core = Core::new(
+            Initial {
+                config: self.config,
+                users: self.users,
+                faults: self.faults,
+            },
+            trace,
+        )?;
         let listener = TcpListener::bind(self.bind)
             .await
             .map_err(|source| StartError::Bind {
@@ -194,21 +247,35 @@ impl MockHomeserverBuilder {
             source,
         })?;
         let _ = core.base_url.set(format!("http://{addr}"));
-        let app = app(core.clone(), self.control);
-        tokio::spawn(accept_loop(listener, app, core.clone()));
+        let control = control_app(core.clone(), self.control);
+        tokio::spawn(accept_loop(listener, control, core.clone()));
         tracing::debug!(%addr, "mock homeserver listening");
         Ok(MockHomeserver { core, addr })
     }
 }
 
-fn app(core: Arc<Core>, control: ControlAccess) -> Router {
+/// How long a connection may go without a request in progress before it is closed: headers
+/// must arrive within this after the previous response (or the accept), as hyper's
+/// `header_read_timeout` would have it, but watched by one timer per connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The router of every path that starts with `/_rotary`: the control API nested there, and the
+/// client API for what the nest does not match (`/_rotary/`, `/_rotaryx`), exactly as one router
+/// for everything would decide.
+fn control_app(core: Arc<Core>, control: ControlAccess) -> Router {
     let client_core = core.clone();
     Router::new()
         .nest("/_rotary", control::router(core, control))
         .fallback(move |req: axum::extract::Request| crate::api::serve(client_core.clone(), req))
 }
 
-async fn accept_loop(listener: TcpListener, app: Router, core: Arc<Core>) {
+/// Whether a path may belong to the control API; every other path can only reach the client API
+/// (the router's fallback), so it is served directly.
+fn is_control_path(path: &str) -> bool {
+    path.starts_with("/_rotary")
+}
+
+async fn accept_loop(listener: TcpListener, control: Router, core: Arc<Core>) {
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
@@ -226,25 +293,42 @@ async fn accept_loop(listener: TcpListener, app: Router, core: Arc<Core>) {
         let _ = stream.set_nodelay(true);
         let handle = Arc::new(ConnHandle::new(peer));
         let io = TokioIo::new(FaultIo::new(stream, handle.clone()));
-        let app = app.clone();
+        let control = control.clone();
+        let client_core = core.clone();
         let shutdown = core.shutdown.clone();
+        let conn_handle = handle.clone();
         // The handle is reachable from the connection's task (`conn::current`), not put into
         // every request's extensions: that would allocate a map per request.
         tokio::spawn(crate::conn::scope(handle, async move {
+            let requests = conn_handle.clone();
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                app.clone().oneshot(req.map(axum::body::Body::new))
+                let busy = requests.request();
+                let control = control.clone();
+                let core = client_core.clone();
+                async move {
+                    // The client API is served directly (no router, no boxed body); only the
+                    // control API goes through axum's router.
+                    let resp = if is_control_path(req.uri().path()) {
+                        control.oneshot(req.map(axum::body::Body::new)).await
+                    } else {
+                        Ok(crate::api::serve(core, req).await)
+                    };
+                    drop(busy);
+                    resp
+                }
             });
-            // A client that never finishes its headers is dropped after 30 s (slowloris).
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
                 .serve_connection(io, service);
             tokio::select! {
                 r = conn => {
                     if let Err(e) = r {
                         tracing::trace!(error = %e, "connection ended");
                     }
+                }
+                // A client that never finishes its headers is dropped after 30 s (slowloris).
+                _ = crate::conn::idle_watchdog(&conn_handle, HEADER_READ_TIMEOUT) => {
+                    tracing::trace!("connection closed: no request within the header timeout");
                 }
                 _ = shutdown.cancelled() => {}
             }
@@ -281,14 +365,50 @@ impl MockHomeserver {
         self.addr
     }
 
-    /// Every request so far, in arrival order.
+    /// Every request so far, in arrival order — as far as the trace window reaches: check
+    /// [`trace_evicted`](Self::trace_evicted) before judging it complete.
     pub fn trace(&self) -> Vec<TraceEntry> {
-        self.core.trace(0)
+        self.core.trace.snapshot(0)
     }
 
-    /// Requests after `seq`.
+    /// Requests after `seq` (those still in memory).
     pub fn trace_after(&self, seq: u64) -> Vec<TraceEntry> {
-        self.core.trace(seq)
+        self.core.trace.snapshot(seq)
+    }
+
+    /// At most `limit` entries after `seq`, shared rather than copied, with where the trace
+    /// stands (what `GET /_rotary/trace?after=&limit=` serves).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let server = rotary_server::MockHomeserver::builder().start().await.unwrap();
+    /// let page = server.trace_page(0, 100);
+    /// assert!(page.entries.is_empty() && !page.more && page.missed == 0);
+    /// # }
+    /// ```
+    pub fn trace_page(&self, after: u64, limit: usize) -> TracePage {
+        self.core.trace.page(after, limit)
+    }
+
+    /// How many entries have left the trace window since the start (or the last reset): 0
+    /// means [`trace`](Self::trace) holds every request.
+    pub fn trace_evicted(&self) -> u64 {
+        self.core.trace.evicted()
+    }
+
+    /// The trace's counters: window, evictions, spill and subscribers.
+    pub fn trace_stats(&self) -> TraceStats {
+        self.core.trace.stats()
+    }
+
+    /// A live feed of every trace entry completed from now on, in completion order.
+    pub fn subscribe_trace(&self) -> TraceSubscription {
+        self.core.trace.subscribe()
+    }
+
+    /// Blocks until the trace's spill (if any) has written every entry completed so far.
+    pub fn trace_flush(&self) {
+        self.core.trace.flush();
     }
 
     /// Moves the server clock forward.
@@ -408,7 +528,8 @@ impl MockHomeserver {
             .collect()
     }
 
-    /// How many requests the trace holds (cheap: no copy).
+    /// How many requests the trace has recorded: the newest `seq`, evicted entries included
+    /// (cheap: no copy).
     pub fn trace_len(&self) -> u64 {
         self.core.trace.len() as u64
     }

@@ -3,7 +3,7 @@
 
 use crate::config::Dialect;
 use base64::Engine;
-use rand::RngExt;
+use rand::Rng;
 
 /// Which kind of token a string is meant to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,17 +28,53 @@ fn prefix(dialect: Dialect, kind: TokenKind) -> &'static str {
     }
 }
 
-fn base62(mut n: u32, min_width: usize) -> String {
-    let mut digits = Vec::with_capacity(min_width);
+/// `n` in base 62, at least `min_width` (at most 8) digits, zero-padded: the digits and their count.
+fn base62_digits(mut n: u32, min_width: usize) -> ([u8; 8], usize) {
+    // u32::MAX has 6 base-62 digits.
+    let mut reversed = [b'0'; 8];
+    let mut len = 0;
     while n > 0 {
-        digits.push(BASE62[(n % 62) as usize]);
+        reversed[len] = BASE62[(n % 62) as usize];
         n /= 62;
+        len += 1;
     }
-    while digits.len() < min_width {
-        digits.push(b'0');
+    let len = len.max(min_width.min(8));
+    let mut digits = [0u8; 8];
+    for (d, r) in digits.iter_mut().zip(reversed[..len].iter().rev()) {
+        *d = *r;
     }
-    digits.reverse();
-    String::from_utf8_lossy(&digits).into_owned()
+    (digits, len)
+}
+
+/// Writes `n` in base 62, at least `min_width` digits (zero-padded), into `out`.
+fn push_base62(out: &mut String, n: u32, min_width: usize) {
+    let (digits, len) = base62_digits(n, min_width);
+    out.extend(digits[..len].iter().map(|&d| char::from(d)));
+}
+
+/// Whether `crc` is the 6-digit base-62 checksum of `base` (no allocation).
+fn checksum_matches(base: &str, crc: &str) -> bool {
+    let (digits, len) = base62_digits(crc32fast::hash(base.as_bytes()), 6);
+    &digits[..len] == crc.as_bytes()
+}
+
+/// Appends `bytes` in unpadded base64, encoded on the stack and appended at once (base64's
+/// string sink appends piece by piece).
+fn push_base64(out: &mut String, bytes: &[u8]) {
+    let engine = &base64::engine::general_purpose::STANDARD_NO_PAD;
+    let mut buf = [0u8; 512];
+    match engine.encode_slice(bytes, &mut buf) {
+        Ok(n) => out.push_str(std::str::from_utf8(&buf[..n]).unwrap_or_default()),
+        // A localpart too long for the buffer (Synapse allows 255 bytes; 512 covers 384).
+        Err(_) => engine.encode_string(bytes, out),
+    }
+}
+
+/// Appends the checksum (`_` + 6 base-62 digits of the CRC-32 of what `token` holds so far).
+fn push_checksum(token: &mut String) {
+    let crc = crc32fast::hash(token.as_bytes());
+    token.push('_');
+    push_base62(token, crc, 6);
 }
 
 /// Generates a fresh token for `localpart`, e.g. `syt_YWxpY2U_<24 letters>_<crc>`.
@@ -50,16 +86,16 @@ fn base62(mut n: u32, min_width: usize) -> String {
 /// assert!(check_token_shape(Dialect::Synapse, TokenKind::Refresh, &t));
 /// ```
 pub fn generate_token(dialect: Dialect, kind: TokenKind, localpart: &str) -> String {
-    let random = random_letters();
-    let base = match dialect {
-        Dialect::Mas => format!("{}{}", prefix(dialect, kind), random),
-        _ => {
-            let b64 = base64::engine::general_purpose::STANDARD_NO_PAD.encode(localpart.as_bytes());
-            format!("{}{}_{}", prefix(dialect, kind), b64, random)
-        }
-    };
-    let crc = crc32fast::hash(base.as_bytes());
-    format!("{base}_{}", base62(crc, 6))
+    // Built in one buffer: prefix, (base64 localpart, `_`), random letters, `_` checksum.
+    let mut token = String::with_capacity(4 + localpart.len() * 4 / 3 + 4 + RANDOM_LETTERS + 8);
+    token.push_str(prefix(dialect, kind));
+    if dialect != Dialect::Mas {
+        push_base64(&mut token, localpart.as_bytes());
+        token.push('_');
+    }
+    push_random_letters(&mut token);
+    push_checksum(&mut token);
+    token
 }
 
 fn oauth_prefix(kind: TokenKind) -> &'static str {
@@ -69,11 +105,19 @@ fn oauth_prefix(kind: TokenKind) -> &'static str {
     }
 }
 
-fn random_letters() -> String {
+/// Appends [`RANDOM_LETTERS`] letters, uniform over the 52 (bytes of 208 and above, where
+/// `% 52` would be biased, are drawn again).
+fn push_random_letters(out: &mut String) {
     let mut rng = rand::rng();
-    (0..RANDOM_LETTERS)
-        .map(|_| char::from(LETTERS[rng.random_range(0..LETTERS.len())]))
-        .collect()
+    let mut pushed = 0;
+    let mut bytes = [0u8; 2 * RANDOM_LETTERS];
+    while pushed < RANDOM_LETTERS {
+        rng.fill_bytes(&mut bytes);
+        for &b in bytes.iter().filter(|&&b| b < 208).take(RANDOM_LETTERS - pushed) {
+            out.push(char::from(LETTERS[usize::from(b) % LETTERS.len()]));
+            pushed += 1;
+        }
+    }
 }
 
 /// Generates a fresh OAuth 2.0 token in MAS's shape, whatever the dialect: `mat_<24 letters>_<crc>`
@@ -87,9 +131,11 @@ fn random_letters() -> String {
 /// assert!(!check_oauth_token_shape(TokenKind::Refresh, &t));
 /// ```
 pub fn generate_oauth_token(kind: TokenKind) -> String {
-    let base = format!("{}{}", oauth_prefix(kind), random_letters());
-    let crc = crc32fast::hash(base.as_bytes());
-    format!("{base}_{}", base62(crc, 6))
+    let mut token = String::with_capacity(4 + RANDOM_LETTERS + 8);
+    token.push_str(oauth_prefix(kind));
+    push_random_letters(&mut token);
+    push_checksum(&mut token);
+    token
 }
 
 /// Whether `token` has the shape and checksum of an OAuth 2.0 token of this kind.
@@ -101,7 +147,7 @@ pub fn check_oauth_token_shape(kind: TokenKind, token: &str) -> bool {
         return false;
     };
     let base = &token[..token.len() - crc.len() - 1];
-    rest.split('_').count() == 2 && base62(crc32fast::hash(base.as_bytes()), 6) == crc
+    rest.split('_').count() == 2 && checksum_matches(base, crc)
 }
 
 /// Whether `token` has the shape and checksum of a token this dialect issues (Synapse answers
@@ -116,7 +162,7 @@ pub fn check_token_shape(dialect: Dialect, kind: TokenKind, token: &str) -> bool
     let base = &token[..token.len() - crc.len() - 1];
     let parts = rest.split('_').count();
     let expected_parts = if dialect == Dialect::Mas { 2 } else { 3 };
-    parts == expected_parts && base62(crc32fast::hash(base.as_bytes()), 6) == crc
+    parts == expected_parts && checksum_matches(base, crc)
 }
 
 #[cfg(test)]
@@ -140,6 +186,48 @@ mod tests {
         assert!(!check_token_shape(Dialect::Mas, TokenKind::Refresh, &o));
         assert!(!check_oauth_token_shape(TokenKind::Refresh, &m));
         assert!(!check_oauth_token_shape(TokenKind::Refresh, "mar_x"));
+    }
+
+    /// The old construction (`format!` and a `String` per part), kept as the reference.
+    fn base62_reference(mut n: u32, min_width: usize) -> String {
+        let mut digits = Vec::new();
+        while n > 0 {
+            digits.push(BASE62[(n % 62) as usize]);
+            n /= 62;
+        }
+        while digits.len() < min_width {
+            digits.push(b'0');
+        }
+        digits.reverse();
+        String::from_utf8(digits).unwrap()
+    }
+
+    #[test]
+    fn base62_is_what_it_was() {
+        for n in [0, 1, 61, 62, 3843, 3844, 0xDEAD_BEEF, u32::MAX] {
+            let mut s = String::new();
+            push_base62(&mut s, n, 6);
+            assert_eq!(s, base62_reference(n, 6), "{n}");
+        }
+        let t = generate_token(Dialect::Synapse, TokenKind::Access, "alice");
+        let (base, crc) = t.rsplit_once('_').unwrap();
+        assert_eq!(crc, base62_reference(crc32fast::hash(base.as_bytes()), 6));
+        assert_eq!(t.len(), "syt_YWxpY2U_".len() + RANDOM_LETTERS + 7);
+        assert!(
+            t["syt_YWxpY2U_".len()..][..RANDOM_LETTERS]
+                .bytes()
+                .all(|b| LETTERS.contains(&b))
+        );
+        for len in [0, 1, 2, 3, 200, 384, 385, 1000] {
+            let input = vec![b'z'; len];
+            let mut got = String::new();
+            push_base64(&mut got, &input);
+            assert_eq!(
+                got,
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(&input),
+                "{len}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! logins, refreshes (with the current token and with stale, unknown and malformed ones), uses of
 //! access tokens, clock advances, logouts, logouts of all devices and forced expiries, for every
 //! profile, checked step by step against a small model written from `fidelity/SYNAPSE_FACTS.md`
-//! (legacy sessions: Synapse's tables) and the README's "Profiles and knobs" (OAuth 2.0 sessions:
+//! (legacy sessions: Synapse's tables) and docs/server.md, "Profiles and knobs" (OAuth 2.0 sessions:
 //! MAS's token endpoint).
 //!
 //! After every operation the model predicts the outcome (ok, or which error) and, for every token
@@ -256,7 +256,7 @@ fn config_for(case: &Case) -> ServerConfig {
 // `access_tokens` table and a `refresh_tokens` table (row id -> next_token_id), rows deleted by
 // logout, by `replace_refresh_token` and by cascade, plus Synapse's token cache, which keeps a
 // *used* access token answering after its row was deleted by the cascade (the "ghosts").
-// OAuth 2.0 sessions use the same two tables but MAS's rules (README "Profiles and knobs",
+// OAuth 2.0 sessions use the same two tables but MAS's rules (docs/server.md "Profiles and knobs",
 // `oauth_reuse_policy`): nothing is cascaded, the client must match, a replay may revoke the
 // session. Every token ever issued keeps its index; the store labels them `at#i+1` / `rt#i+1`.
 
@@ -470,7 +470,7 @@ impl Model {
     /// `/refresh` (§7), for every reuse policy.
     fn refresh_legacy(&mut self, token: Presented) -> Result<Expect, RefreshError> {
         let r = match token {
-            // §7.4: shape/CRC checked first. An OAuth `mar_` token has the wrong shape (README:
+            // §7.4: shape/CRC checked first. An OAuth `mar_` token has the wrong shape (docs/server.md:
             // "an OAuth one [is refused] at /refresh").
             Presented::Garbage => return Err(RefreshError::Malformed),
             Presented::Issued(r) if self.refresh[r].oauth => return Err(RefreshError::Malformed),
@@ -500,7 +500,7 @@ impl Model {
     /// token's own state.
     fn refresh_oauth(&mut self, token: Presented, client: Option<usize>) -> Result<Expect, RefreshError> {
         let r = match token {
-            // README: a legacy refresh token is refused at the token endpoint (wrong shape).
+            // docs/server.md: a legacy refresh token is refused at the token endpoint (wrong shape).
             Presented::Garbage => return Err(RefreshError::Malformed),
             Presented::Issued(r) if !self.refresh[r].oauth => return Err(RefreshError::Malformed),
             Presented::Never => return Err(RefreshError::Unknown),
@@ -518,11 +518,11 @@ impl Model {
         match self.refresh_rows.get(&r) {
             // Two or more generations old: its successor was exchanged, so it is a replay.
             None if self.superseded.contains(&r) => return Err(self.oauth_replay(device)),
-            // Revoked with its unused pair when its predecessor was exchanged again (README:
+            // Revoked with its unused pair when its predecessor was exchanged again (docs/server.md:
             // "the unused pair is then revoked"), or with the session: gone, as a deleted token
             // is (`RefreshError::Unknown`). MAS answers `invalid_grant` either way.
             None => return Err(RefreshError::Unknown),
-            // README `oauth_reuse_policy`: "grace" accepts it again only while the successor pair
+            // docs/server.md `oauth_reuse_policy`: "grace" accepts it again only while the successor pair
             // is unused; "single-use" never.
             Some(Some(next)) if !self.grace(true) || self.successor_used(*next) => {
                 return Err(self.oauth_replay(device));

@@ -45,6 +45,20 @@ async fn the_reference_client_passes_every_judged_scenario() {
         report::render_failures(&run, false)
     );
     assert!(run.summary.ok);
+    // The live invariants (what `rotary proxy` and `rotary soak` judge traffic by) find nothing
+    // the correct client does wrong in any scenario.
+    let must: Vec<String> = run
+        .scenarios
+        .iter()
+        .flat_map(|s| s.violations.iter().map(move |v| (s, v)))
+        .filter(|(_, v)| v.level == Level::Must)
+        .map(|(s, v)| format!("{}: {} {}", s.id, v.invariant, v.message))
+        .collect();
+    assert!(
+        must.is_empty(),
+        "live invariants broken by the correct client:\n{}",
+        must.join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,8 +66,15 @@ async fn kill_matrix() {
     let bugs: Vec<&str> = rotary_reference::BUGS.iter().map(|b| b.name).collect();
     let mut matrix: BTreeMap<String, Vec<bool>> = BTreeMap::new();
     let mut levels: BTreeMap<String, Level> = BTreeMap::new();
+    let mut watched: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
     for (i, bug) in bugs.iter().enumerate() {
         let run = run(Some(bug)).await;
+        let seen = watched.entry(bug).or_default();
+        seen.extend(
+            run.scenarios
+                .iter()
+                .flat_map(|s| s.violations.iter().map(|v| v.invariant.clone())),
+        );
         for s in &run.scenarios {
             levels.insert(s.id.clone(), s.level);
             let row = matrix
@@ -101,15 +122,32 @@ async fn kill_matrix() {
         "scenarios that catch no switch: {idle:?}\n{table}"
     );
     insta::assert_snapshot!("kill_matrix", table);
+    // The live invariants see the switches whose mistake shows on the wire, scenario or not.
+    for (bug, invariant) in [
+        ("refresh-per-401", "live.stale-refresh-token"),
+        ("stale-refresh-token", "live.stale-refresh-token"),
+        ("retry-forever", "live.refresh-loop"),
+        ("preempt-storm", "live.refresh-loop"),
+        ("missing-expiry-is-zero", "live.refresh-loop"),
+        ("new-txn-on-retry", "live.txn-id-kept"),
+        ("no-preempt", "live.expired-token-used"),
+    ] {
+        let seen = watched.get(bug).cloned().unwrap_or_default();
+        assert!(
+            seen.contains(invariant),
+            "{bug}: the watch saw {seen:?}, not {invariant}"
+        );
+    }
+    println!("live invariants per switch: {watched:#?}");
 }
 
-/// Every SDK expectations file (`harness/drivers/*/expected-failures*.txt`) parses and names only
+/// Every SDK expectations file (`drivers/*/expected-failures*.txt`) parses and names only
 /// scenarios that exist, so a renamed or deleted scenario cannot leave a stale line behind.
 #[test]
 fn sdk_expectations_name_catalogue_scenarios() {
     let c = Catalogue::load(&default_dir()).unwrap_or_else(|e| panic!("{e}"));
     let ids: Vec<&str> = c.scenarios.iter().map(|s| s.id.as_str()).collect();
-    let drivers = default_dir().join("../harness/drivers");
+    let drivers = default_dir().join("../drivers");
     let mut files = Vec::new();
     for dir in std::fs::read_dir(&drivers).unwrap_or_else(|e| panic!("{}: {e}", drivers.display())) {
         let dir = dir.unwrap_or_else(|e| panic!("{e}")).path();

@@ -592,6 +592,12 @@ async fn bad_bodies_never_crash_the_server() {
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     let r = env.raw("POST", "/_matrix/client/v3/refresh", deep).await;
     assert_eq!((r.status, r.errcode()), (400, Some("M_NOT_JSON")));
+    // A JSON array is JSON but not an object: Synapse's 400 M_BAD_JSON, not a refresh attempt
+    // (serde would read `["rt"]` as the struct of the fast path).
+    let r = env
+        .raw("POST", "/_matrix/client/v3/refresh", r#"["some-refresh-token"]"#)
+        .await;
+    assert_eq!((r.status, r.errcode()), (400, Some("M_BAD_JSON")));
     let r = env
         .raw("POST", "/_matrix/client/v3/login", vec![0xff, 0xfe, b'{'])
         .await;

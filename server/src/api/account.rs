@@ -4,7 +4,6 @@ use super::session::uia_challenge;
 use super::{Ctx, HandlerResult, ok};
 use crate::core::lock;
 use crate::error::MatrixError;
-use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
 /// The whoami body, serialized straight from borrowed strings (no `Value` map per request). The
@@ -24,7 +23,7 @@ pub(super) fn whoami(ctx: &mut Ctx) -> HandlerResult {
         is_guest: false,
         user_id: &authed.user_id,
     };
-    Ok((axum::http::StatusCode::OK, axum::Json(body)).into_response())
+    Ok(super::json_response(axum::http::StatusCode::OK, &body))
 }
 
 fn device_json(d: &crate::store::DeviceInfo) -> Value {
@@ -104,7 +103,7 @@ pub(super) fn delete_device(ctx: &mut Ctx) -> HandlerResult {
     let password = auth.get("password").and_then(Value::as_str).unwrap_or("");
     let mut store = lock(&ctx.core.store);
     match store.check_password(&user, password) {
-        Ok(uid) if uid == authed.user_id => {}
+        Ok(uid) if *uid == *authed.user_id => {}
         _ => {
             drop(store);
             return Ok(uia_challenge(

@@ -139,13 +139,13 @@ pub(super) fn get_profile(ctx: &mut Ctx) -> HandlerResult {
 /// `PUT /profile/{userId}/displayname`.
 pub(super) fn put_profile(ctx: &mut Ctx) -> HandlerResult {
     let authed = ctx.auth(false)?;
-    if ctx.param(0) != authed.user_id {
+    if ctx.param(0) != &*authed.user_id {
         return Err(MatrixError::forbidden("Cannot set another user's profile"));
     }
     let body = ctx.json()?;
     match (ctx.param(1), body.get("displayname")) {
         ("displayname", Some(Value::String(name))) => {
-            lock(&ctx.core.displaynames).insert(authed.user_id, name.clone());
+            lock(&ctx.core.displaynames).insert(authed.user_id.to_string(), name.clone());
             Ok(ok(json!({})))
         }
         ("displayname", _) => Err(MatrixError::missing_param("displayname")),

@@ -2,7 +2,6 @@
 //! dispatch to the endpoint handlers.
 
 mod account;
-mod inject;
 mod misc;
 mod oauth;
 mod room;
@@ -14,13 +13,13 @@ use crate::core::{Core, lock};
 use crate::endpoint::{Classified, Endpoint, classify};
 use crate::error::{ErrorInfo, MatrixError};
 use crate::fault::RequestFacts;
-use crate::store::{Authed, Issued};
-use crate::trace::{Completion, Delivery, FiredFault, IssuedLabels, TraceEntry};
+use crate::inject::{self, Plan};
+use crate::store::{Issued, IssuedShared, Owner};
+use crate::trace::{Completion, Delivery, FiredFault, IssuedLabels, Ticket, TraceEntry};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, Limited};
-use inject::Plan;
+use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -37,8 +36,36 @@ pub(crate) struct Ctx {
     pub headers: HeaderMap,
     pub body: Bytes,
     parsed: Option<Result<Value, ()>>,
-    token: Result<Option<String>, MatrixError>,
+    token: Result<Option<Presented>, MatrixError>,
+    /// Who the presented token belongs to, as the trace entry already says.
+    owner: Option<Owner>,
+    /// The refresh token of a `/refresh` body that held nothing else (then `parsed` is empty).
+    pub refresh_token: Option<String>,
     pub done: Completion,
+}
+
+/// The access token a request presented: its `Authorization` header (shared, not copied), or
+/// the decoded `access_token` query parameter.
+#[derive(Clone, Debug)]
+pub(crate) enum Presented {
+    /// `Bearer <token>`, checked by [`access_token`].
+    Header(HeaderValue),
+    /// From the query string.
+    Query(String),
+}
+
+impl Presented {
+    /// The token itself.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Presented::Header(v) => v
+                .to_str()
+                .ok()
+                .and_then(|s| s.strip_prefix("Bearer "))
+                .unwrap_or(""),
+            Presented::Query(t) => t,
+        }
+    }
 }
 
 impl Ctx {
@@ -56,6 +83,20 @@ impl Ctx {
             Err(()) => Err(MatrixError::not_json()),
             Ok(Value::Object(m)) => Ok(m),
             Ok(_) => Err(MatrixError::bad_json("Content must be a JSON object.")),
+        }
+    }
+
+    /// Takes a string field out of the body (JSON object), with Synapse's errors: missing →
+    /// `M_MISSING_PARAM`, not a string → `M_INVALID_PARAM`. The body keeps a null there.
+    pub fn take_string(&mut self, name: &str) -> Result<String, MatrixError> {
+        self.json_ref()?;
+        let Some(Ok(Value::Object(m))) = self.parsed.as_mut() else {
+            return Err(MatrixError::not_json());
+        };
+        match m.get_mut(name) {
+            None => Err(MatrixError::missing_param(name)),
+            Some(Value::String(t)) => Ok(std::mem::take(t)),
+            Some(_) => Err(MatrixError::invalid_param(format!("Invalid param: {name}"))),
         }
     }
 
@@ -82,33 +123,65 @@ impl Ctx {
         self.params.get(i).map_or("", String::as_str)
     }
 
-    /// Authenticates the request; notes the user and device for the trace.
-    pub fn auth(&mut self, allow_expired: bool) -> Result<Authed, MatrixError> {
+    /// Authenticates the request. (The trace already names the token's user and device: they
+    /// were looked up on arrival for the same token.)
+    pub fn auth(&mut self, allow_expired: bool) -> Result<Owner, MatrixError> {
         let token = match &self.token {
-            Ok(Some(t)) => t,
+            Ok(Some(t)) => t.as_str(),
             Ok(None) => return Err(MatrixError::missing_token()),
             Err(e) => return Err(e.clone()),
         };
         let now = self.core.clock.now_ms();
-        let authed = lock(&self.core.store)
-            .authenticate(&self.cfg, now, token, allow_expired)
-            .map_err(|e| crate::error::access_error(&self.cfg, e))?;
-        self.done.user_id = Some(authed.user_id.clone());
-        self.done.device_id = Some(authed.device_id.clone());
-        Ok(authed)
+        lock(&self.core.store)
+            .authenticate_shared(&self.cfg, now, token, allow_expired)
+            .map_err(|e| crate::error::access_error(&self.cfg, e))
     }
 
     /// Notes issued tokens for the trace (labels, `expires_in_ms` as of `now`, expiry, owner).
     pub fn note_issued(&mut self, issued: &Issued, now: i64) -> Option<i64> {
-        let expires_in = issued.expires_in_ms(now);
+        let labels = (issued.access_label.clone(), issued.refresh_label.clone());
+        self.note_issued_parts(
+            labels,
+            issued.valid_until_ms,
+            (&issued.user_id, &issued.device_id),
+            now,
+        )
+    }
+
+    /// [`note_issued`](Self::note_issued) for the shared form: the labels are moved, not copied.
+    pub fn note_issued_shared(&mut self, issued: &mut IssuedShared, now: i64) -> Option<i64> {
+        let labels = (
+            std::mem::take(&mut issued.access_label),
+            issued.refresh_label.take(),
+        );
+        let owner = (&*issued.owner.user_id, &*issued.owner.device_id);
+        self.note_issued_parts(labels, issued.valid_until_ms, owner, now)
+    }
+
+    fn note_issued_parts(
+        &mut self,
+        (access_label, refresh_label): (String, Option<String>),
+        valid_until_ms: Option<i64>,
+        (user_id, device_id): (&str, &str),
+        now: i64,
+    ) -> Option<i64> {
+        let expires_in = valid_until_ms.map(|v| v - now);
         self.done.issued = Some(IssuedLabels {
-            access_token: Some(issued.access_label.clone()),
-            refresh_token: issued.refresh_label.clone(),
+            access_token: Some(access_label),
+            refresh_token: refresh_label,
             expires_in_ms: expires_in,
-            expires_at_ms: issued.valid_until_ms.map(|v| self.core.to_trace_time(v)),
+            expires_at_ms: valid_until_ms.map(|v| self.core.to_trace_time(v)),
         });
-        self.done.user_id = Some(issued.user_id.clone());
-        self.done.device_id = Some(issued.device_id.clone());
+        // The entry names the presented token's owner already; a login (or a token of
+        // someone else) changes it.
+        let same = self
+            .owner
+            .as_ref()
+            .is_some_and(|o| *o.user_id == *user_id && *o.device_id == *device_id);
+        if !same {
+            self.done.user_id = Some(user_id.to_owned());
+            self.done.device_id = Some(device_id.to_owned());
+        }
         expires_in
     }
 
@@ -132,7 +205,24 @@ impl Ctx {
 
 /// A 200 JSON response.
 pub(crate) fn ok(body: Value) -> Response {
-    (StatusCode::OK, axum::Json(body)).into_response()
+    json_response(StatusCode::OK, &body)
+}
+
+/// A JSON response serialized into a buffer sized for the usual answers (axum's `Json` starts at
+/// 128 bytes and grows, which a `/refresh` answer always made it do). Same bytes and header.
+pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    let mut buf = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut buf, body) {
+        Ok(()) => (
+            status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            Bytes::from(buf),
+        )
+            .into_response(),
+        Err(e) => {
+            MatrixError::new(500, "M_UNKNOWN", format!("response not serializable: {e}")).into_response()
+        }
+    }
 }
 
 type HandlerResult = Result<Response, MatrixError>;
@@ -188,13 +278,21 @@ fn parse_query(q: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A `/refresh` body with exactly one field, a string `refresh_token` (duplicates and other
+/// fields fail, and the body is read as a general JSON value).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnlyRefreshToken {
+    refresh_token: String,
+}
+
 /// Synapse's `get_access_token_from_request`.
-fn access_token(headers: &HeaderMap, query: &[(String, String)]) -> Result<Option<String>, MatrixError> {
+fn access_token(headers: &HeaderMap, query: &[(String, String)]) -> Result<Option<Presented>, MatrixError> {
     let mut auth = headers.get_all(header::AUTHORIZATION).iter();
     let from_query = query
         .iter()
         .find(|(k, _)| k == "access_token")
-        .map(|(_, v)| v.clone());
+        .map(|(_, v)| Presented::Query(v.clone()));
     let Some(first) = auth.next() else {
         return Ok(from_query);
     };
@@ -212,7 +310,7 @@ fn access_token(headers: &HeaderMap, query: &[(String, String)]) -> Result<Optio
         .map_err(|_| missing("Invalid Authorization header."))?;
     let mut parts = value.split(' ');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some("Bearer"), Some(token), None) => Ok(Some(token.to_owned())),
+        (Some("Bearer"), Some(_), None) => Ok(Some(Presented::Header(first.clone()))),
         _ => Err(missing("Invalid Authorization header.")),
     }
 }
@@ -262,7 +360,7 @@ fn body_flags(endpoint: &str, body: &Value, flags: &mut BTreeMap<String, Value>)
 /// Marks an entry abandoned when the client goes away before the handler finishes.
 struct FinishGuard {
     core: Arc<Core>,
-    seq: u64,
+    ticket: Ticket,
     started: Instant,
     armed: bool,
 }
@@ -271,7 +369,7 @@ impl Drop for FinishGuard {
     fn drop(&mut self) {
         if self.armed {
             self.core.trace.finish(
-                self.seq,
+                self.ticket,
                 Completion {
                     delivery: Some(Delivery::Abandoned),
                     duration_ms: elapsed_ms(self.started),
@@ -323,8 +421,72 @@ fn add_cors(resp: &mut Response) {
 /// headers): a client that stalls mid-body gets 408 instead of holding its connection forever.
 const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Reads a request body within [`BODY_READ_TIMEOUT`] and `limit` bytes.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, MatrixError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+{
+    match tokio::time::timeout(BODY_READ_TIMEOUT, collect_body(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(BodyError::TooLarge)) => Err(MatrixError::too_large(limit)),
+        Ok(Err(BodyError::Broken)) => Err(MatrixError::new(
+            400,
+            "M_UNKNOWN",
+            "Could not read the request body",
+        )),
+        Err(_) => Err(MatrixError::new(
+            408,
+            "M_UNKNOWN",
+            "Timed out reading the request body",
+        )),
+    }
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    /// More than the limit.
+    TooLarge,
+    /// The connection failed mid-body (or the body was malformed, e.g. bad chunks).
+    Broken,
+}
+
+/// Collects a body of at most `limit` bytes. A body that comes in one frame (the usual) is
+/// handed on as it is: no copy, no list of chunks.
+async fn collect_body<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first = Bytes::new();
+    let mut joined: Option<bytes::BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.as_mut().frame().await {
+        let Ok(data) = frame.map_err(|_| BodyError::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(BodyError::TooLarge);
+        }
+        match joined.as_mut() {
+            Some(buf) => buf.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut buf = bytes::BytesMut::with_capacity(len);
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or(first, bytes::BytesMut::freeze))
+}
+
 /// Serves one client-server API request: classify, read the body, trace, inject, handle.
-pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Response {
+pub(crate) async fn serve<B>(core: Arc<Core>, req: hyper::Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+{
     if req.method() == Method::OPTIONS {
         // A CORS preflight, answered like Synapse for any path; not part of the trace.
         let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -336,7 +498,10 @@ pub(crate) async fn serve(core: Arc<Core>, req: axum::extract::Request) -> Respo
     response
 }
 
-async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response {
+async fn serve_traced<B>(core: Arc<Core>, req: hyper::Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+{
     let started = Instant::now();
     let (mut parts, body) = req.into_parts();
     let conn = crate::conn::current();
@@ -352,30 +517,33 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
     let query = parse_query(parts.uri.query());
     let token = access_token(&parts.headers, &query);
 
-    // hyper's header timeout does not cover the body: a body that stalls is cut off here.
-    let collect = Limited::new(body, cfg.max_body_bytes).collect();
-    let body = match tokio::time::timeout(BODY_READ_TIMEOUT, collect).await {
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(MatrixError::too_large(cfg.max_body_bytes))
-        }
-        Ok(Err(_)) => Err(MatrixError::new(
-            400,
-            "M_UNKNOWN",
-            "Could not read the request body",
-        )),
-        Err(_) => Err(MatrixError::new(
-            408,
-            "M_UNKNOWN",
-            "Timed out reading the request body",
-        )),
+    // hyper's header timeout does not cover the body: a body that stalls is cut off here. A
+    // request without a body (most GETs) needs neither the timer nor the collector.
+    let (body, arrived) = if hyper::body::Body::size_hint(&body).exact() == Some(0) {
+        (Ok(Bytes::new()), started)
+    } else {
+        // The arrival's times are taken once the body is in, as they always were.
+        (read_body(body, cfg.max_body_bytes).await, Instant::now())
     };
 
     let mut flags = BTreeMap::new();
     let mut parsed = None;
     let mut presented_refresh = None;
+    // The usual `/refresh` body, `{"refresh_token": "…"}` and nothing else, read straight into
+    // a string (no map, no flags to record); anything else takes the general path below.
+    let mut refresh_body = false;
+    if let Ok(bytes) = &body
+        && endpoint_name == "refresh"
+        // serde reads a struct from a JSON array too (`["rt"]`): only an object takes this path.
+        && bytes.trim_ascii_start().first() == Some(&b'{')
+        && let Ok(only) = serde_json::from_slice::<OnlyRefreshToken>(bytes)
+    {
+        presented_refresh = Some(only.refresh_token);
+        refresh_body = true;
+    }
     if let Ok(bytes) = &body
         && !bytes.is_empty()
+        && !refresh_body
         && matches!(endpoint_name, "login" | "register" | "refresh")
     {
         let value = serde_json::from_slice::<Value>(bytes).map_err(|_| ());
@@ -393,6 +561,9 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
     } = &classified
     {
         flags.insert("txn_id".into(), json!(params.get(2)));
+        if let Ok(bytes) = &body {
+            flags.insert("body_hash".into(), json!(rotary_judge::trace::body_hash(bytes)));
+        }
     }
     if endpoint_name == "sync" {
         for (k, v) in &query {
@@ -436,18 +607,26 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         }
     }
 
-    let now = core.clock.now_ms();
-    let shown_token = token.as_ref().ok().and_then(|t| t.as_deref());
+    // One clock read for the arrival's figures.
+    let now = core.clock.now_ms_at(arrived);
+    let shown_token = token
+        .as_ref()
+        .ok()
+        .and_then(|t| t.as_ref())
+        .map(Presented::as_str);
     let (at_view, rt_view, owner, revoked_label) = {
         let store = lock(&core.store);
-        let at_view = store.inspect_access(&cfg, now, shown_token);
-        let rt_view = presented_refresh
-            .as_deref()
-            .map(|t| store.inspect_refresh(&cfg, now, t));
-        let owner = shown_token
-            .and_then(|t| store.owner_of(t))
-            .or_else(|| presented_refresh.as_deref().and_then(|t| store.owner_of(t)))
-            .or_else(|| revoked_token.as_deref().and_then(|t| store.owner_of(t)));
+        let (at_view, access_owner) = store.inspect_access_with_owner(&cfg, now, shown_token);
+        let (rt_view, refresh_owner) = match presented_refresh.as_deref() {
+            Some(t) => {
+                let (view, owner) = store.inspect_refresh_with_owner(&cfg, now, t);
+                (Some(view), owner)
+            }
+            None => (None, None),
+        };
+        let owner = access_owner
+            .or(refresh_owner)
+            .or_else(|| revoked_token.as_deref().and_then(|t| store.token_owner(t)));
         let revoked_label = revoked_token.as_deref().map(|t| store.label_of(t));
         (at_view, rt_view, owner, revoked_label)
     };
@@ -472,17 +651,17 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
                     .map(|v| v.label.as_str())
                     .filter(|l| *l != "rt#?")
                     .or_else(|| revoked_label.as_deref().filter(|l| l.starts_with("rt#"))),
-                user_id: owner.as_ref().map(|(u, _)| u.as_str()),
+                user_id: owner.as_ref().map(|o| &*o.user_id),
             })
         }
     };
 
-    // The owner is not needed after this: move its strings into the entry.
-    let (user_id, device_id) = owner.unzip();
-    let seq = core.trace.begin(TraceEntry {
+    let user_id = owner.as_ref().map(|o| o.user_id.to_string());
+    let device_id = owner.as_ref().map(|o| o.device_id.to_string());
+    let ticket = core.trace.begin(TraceEntry {
         seq: 0,
-        t_ms: core.trace_time(),
-        real_ms: core.clock.real_elapsed_ms(),
+        t_ms: core.trace_time_at(arrived),
+        real_ms: core.clock.real_elapsed_ms_at(arrived),
         endpoint: Cow::Borrowed(endpoint_name),
         method: method_name(&parts.method),
         path: path_for_trace(&parts),
@@ -506,9 +685,10 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         duration_ms: None,
         done_seq: None,
     });
+    let seq = ticket.seq;
     let mut guard = FinishGuard {
         core: core.clone(),
-        seq,
+        ticket,
         started,
         armed: true,
     };
@@ -527,7 +707,9 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         headers: std::mem::take(&mut parts.headers),
         body: Bytes::new(),
         parsed,
+        refresh_token: presented_refresh.filter(|_| refresh_body),
         token,
+        owner,
         done: Completion::default(),
     };
 
@@ -600,7 +782,7 @@ async fn serve_traced(core: Arc<Core>, req: axum::extract::Request) -> Response 
         fault = fired.as_ref().map(|r| r.action.kind()),
         "request"
     );
-    core.trace.finish(seq, done);
+    core.trace.finish(ticket, done);
     guard.armed = false;
     response
 }

@@ -59,7 +59,7 @@ pub(super) fn send(ctx: &mut Ctx) -> HandlerResult {
         )
         .map_err(|e| match e {
             // Synapse checks membership first, so an unknown room reads as "not in room".
-            RoomError::NotFound => room_error(RoomError::NotMember(authed.user_id.clone()), &room_id),
+            RoomError::NotFound => room_error(RoomError::NotMember(authed.user_id.to_string()), &room_id),
             other => room_error(other, &room_id),
         })?;
     ctx.done.flags.insert("duplicate_txn".into(), json!(!fresh));

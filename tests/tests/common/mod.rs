@@ -1,5 +1,10 @@
-//! Shared helpers for the end-to-end tests: an HTTP client, login/refresh shortcuts, redaction.
+//! Shared helpers for the end-to-end tests: an HTTP client, login/refresh shortcuts, redaction; the
+//! `robustness_*` tests' raw-HTTP probing in [`robustness`], the `oauth_*` tests' OAuth 2.0 requests in
+//! [`oauth`].
 #![allow(dead_code)]
+
+pub mod oauth;
+pub mod robustness;
 
 use rotary_server::{MockHomeserver, MockHomeserverBuilder};
 use serde_json::{Map, Value, json};

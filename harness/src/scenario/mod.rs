@@ -1,0 +1,229 @@
+//! The scenario model: one TOML file per scenario, parsed (`parse`) and validated (`validate`) into
+//! a [`Scenario`] whose steps ([`crate::steps`]) and checks ([`rotary_judge::check`]) are ready to run.
+//!
+//! ```
+//! use rotary_harness::Scenario;
+//! let s = Scenario::from_toml(
+//!     r#"
+//! id = "expiry.example"
+//! title = "A 401 leads to one refresh"
+//! level = "must"
+//! requirement = "A client refreshes when the server says its token expired."
+//! references = ["Matrix spec v1.3, 'Refreshing access tokens'"]
+//! needs = ["login", "whoami", "legacy-refresh"]
+//! [[step]]
+//! do = "login"
+//! [[step]]
+//! do = "expire_access_tokens"
+//! [[step]]
+//! do = "whoami"
+//! name = "after"
+//! [[expect]]
+//! check = "refresh_count"
+//! exactly = 1
+//! [[expect]]
+//! check = "step_ok"
+//! step = "after"
+//! "#,
+//!     "scenarios/expiry.example.toml".as_ref(),
+//! )
+//! .unwrap();
+//! assert_eq!(s.steps.len(), 3);
+//! ```
+
+mod parse;
+mod validate;
+
+use crate::record::Level;
+use crate::steps::Step;
+use rotary_judge::Check;
+use rotary_server::ServerConfig;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default time one driver call may take.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a whole scenario may take.
+pub const DEFAULT_SCENARIO_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A mistake in a scenario file, naming the file and the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct ScenarioError {
+    /// The file.
+    pub file: PathBuf,
+    /// Where in it (`step 3 (parallel)`, `expect 2 (refresh_count)`, `id`, …).
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A validated scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct Scenario {
+    /// The file it came from.
+    pub file: PathBuf,
+    /// Stable id (also the file's name without `.toml`).
+    pub id: String,
+    /// One-line title.
+    pub title: String,
+    /// Level.
+    pub level: Level,
+    /// The requirement (spec sentence or behaviour).
+    pub requirement: String,
+    /// Spec sections, MSCs, SDK bugs.
+    pub references: Vec<String>,
+    /// Tags (the id's prefix is always one).
+    pub tags: Vec<String>,
+    /// Driver capabilities it needs.
+    pub needs: Vec<String>,
+    /// Whole-scenario timeout.
+    pub timeout: Duration,
+    /// Per-call timeout.
+    pub call_timeout: Duration,
+    /// The `[server]` table as written (profile and knobs).
+    pub server_table: serde_json::Value,
+    /// The resulting server configuration.
+    #[serde(skip)]
+    pub server: ServerConfig,
+    /// Fault rules installed before the first step.
+    pub faults: Vec<rotary_server::FaultRule>,
+    /// Steps in order.
+    pub steps: Vec<Step>,
+    /// Checks in order.
+    pub checks: Vec<Check>,
+}
+
+impl Scenario {
+    /// Reads and validates a scenario file.
+    pub fn load(file: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| parse::err(file, "file", format!("cannot read: {e}")))?;
+        let s = Scenario::from_toml(&text, file)?;
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if stem != s.id {
+            return Err(parse::err(
+                file,
+                "id",
+                format!("id {:?} must match the file name ({stem}.toml)", s.id),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Parses and validates scenario text; `file` is used in error messages only.
+    pub fn from_toml(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
+        validate::validate(parse::parse(text, file)?, text, file)
+    }
+
+    /// Whether a tag (or the id's prefix) matches.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+}
+
+/// The `[server]` table of a scenario rendered as `key = value` lines, for `rotary explain`.
+pub fn server_lines(table: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let serde_json::Value::Object(m) = table {
+        let sorted: BTreeMap<_, _> = m.iter().collect();
+        for (k, v) in sorted {
+            out.push(format!("{k} = {v}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+id = "x.y"
+title = "t"
+level = "must"
+requirement = "r"
+needs = ["login", "whoami", "parallel", "send"]
+"#;
+
+    fn parse(extra: &str) -> Result<Scenario, ScenarioError> {
+        Scenario::from_toml(&format!("{BASE}{extra}"), Path::new("scenarios/x.y.toml"))
+    }
+
+    #[test]
+    fn a_good_scenario_parses() {
+        let s = parse(
+            r#"
+[server]
+profile = "mas"
+refreshable_access_token_lifetime = "2s"
+[[fault]]
+endpoint = "refresh"
+nth = 1
+action = { kind = "commit_then_drop" }
+[[step]]
+do = "login"
+[[step]]
+do = "parallel"
+name = "storm"
+count = 3
+op = "whoami"
+[[step]]
+do = "advance_clock"
+by = "10m"
+[[expect]]
+check = "refresh_count"
+at_most = 1
+steps = [2, "storm"]
+[[expect]]
+check = "step_ok"
+step = "storm"
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.server.profile, rotary_server::Profile::Mas);
+        assert_eq!(s.tags, vec!["x".to_owned()]);
+        assert_eq!(s.checks[0].name(), "refresh_count");
+        assert_eq!(
+            s.checks[0]
+                .evaluate(&rotary_judge::Observed::default())
+                .description,
+            "at most 1 refresh call(s) in step 2"
+        );
+        assert_eq!(s.steps[1].name.as_deref(), Some("storm"));
+    }
+
+    fn message(extra: &str) -> String {
+        parse(extra).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn mistakes_name_the_file_and_field() {
+        let m = message("[[step]]\ndo = \"login\"\n[[expect]]\ncheck = \"refresh_cnt\"\nexactly = 1\n");
+        assert!(
+            m.starts_with("scenarios/x.y.toml: expect 1 (refresh_cnt): line 9: unknown check"),
+            "{m}"
+        );
+        let m = message("[[step]]\ndo = \"logn\"\n");
+        assert!(m.contains("step 1") && m.contains("logn"), "{m}");
+        let m = message("[[step]]\ndo = \"sleep\"\nduration = \"3 fortnights\"\n");
+        assert!(m.contains("step 1") && m.contains("fortnights"), "{m}");
+        let m = message("[[step]]\ndo = \"login\"\n[[expect]]\ncheck = \"step_ok\"\nstep = \"nope\"\n");
+        assert!(
+            m.contains("expect 1 (step_ok)") && m.contains("\"nope\" does not exist"),
+            "{m}"
+        );
+        let m = message("[[step]]\ndo = \"login\"\n[[expect]]\ncheck = \"refresh_count\"\n");
+        assert!(m.contains("needs `exactly`"), "{m}");
+        let m = message("[server]\nrefreshable_access_token_lifetime = \"soon\"\n[[step]]\ndo = \"login\"\n");
+        assert!(m.contains(": server:"), "{m}");
+        let m = message("[[step]]\ndo = \"sync\"\n[[expect]]\ncheck = \"no_logout\"\n");
+        assert!(m.contains("`needs` must list \"sync\""), "{m}");
+        let m = message("[[step]]\ndo = \"login\"\ncolour = 3\n");
+        assert!(m.contains("colour"), "{m}");
+        let m = message("[[step]]\ndo = \"send\"\n[[expect]]\ncheck = \"no_logout\"\n");
+        assert!(m.contains("room \"main\""), "{m}");
+    }
+}
