@@ -333,6 +333,12 @@ pub async fn bench_proxy(args: &Args, servers: &ServerRuntime) -> Result<ProxyRe
         "  proxy counters after the runs: {} requests, {} refreshes, {} 401s, {} upstream errors, violations {:?}",
         totals.requests, totals.refreshes, totals.unauthorized, totals.upstream_errors, totals.violations
     );
+    let mut invariants: Vec<String> = proxy.violations().into_iter().map(|v| v.invariant).collect();
+    invariants.sort();
+    invariants.dedup();
+    if !invariants.is_empty() {
+        println!("  the live judge's violations are of: {}", invariants.join(", "));
+    }
     drop(proxy);
     drop(upstream);
     Ok(ProxyReport {

@@ -58,7 +58,14 @@ pub fn print_summary(r: &Report) {
         "summary ({} CPUs; servers: {}; load generator: {})",
         r.cpus, r.server_runtime, r.generator_runtime
     );
-    println!("  {:<44} {:>22}  {:<16}", "metric", "value", "goal");
+    let general = r.whoami.is_some()
+        || r.refresh.is_some()
+        || r.startup.is_some()
+        || r.memory.is_some()
+        || r.catalogue.is_some();
+    if general {
+        println!("  {:<44} {:>22}  {:<16}", "metric", "value", "goal");
+    }
     let row = |m: &str, v: String, goal: &str, ok: Option<bool>| {
         println!("  {:<44} {:>22}  {:<16} {}", m, v, goal, ok.map_or("", verdict));
     };
