@@ -1,6 +1,7 @@
 //! `rotary-bench`: Rotary's performance figures in one run on one machine — whoami throughput
 //! against a bare axum baseline, `/refresh` throughput with rotation, start-to-first-response
-//! time, memory per live session, and the catalogue's wall time with its share of real waiting.
+//! time, memory per live session, `rotary proxy` in front of the mock against the mock direct,
+//! and the catalogue's wall time with its share of real waiting.
 
 mod bare;
 mod catalogue;
@@ -22,16 +23,17 @@ use runtime::ServerRuntime;
 use std::path::PathBuf;
 use std::time::Duration;
 
-const ABOUT: &str = "Rotary's benchmark: whoami and /refresh throughput, start-up time, memory per session and the catalogue's wall time, in one run";
+const ABOUT: &str = "Rotary's benchmark: whoami and /refresh throughput, start-up time, memory per session, the proxy against the mock direct and the catalogue's wall time, in one run";
 
 const LONG_ABOUT: &str =
     "Rotary's benchmark: every performance figure of docs/performance.md in one run on one machine.
 
 Run it in release mode (a debug build measures the optimiser's absence):
 
-  cargo run --release -p rotary-bench                      # everything, about 1.5 minutes
+  cargo run --release -p rotary-bench                      # everything, about 4 minutes
   cargo run --release -p rotary-bench -- --quick           # a smoke run, short durations
   cargo run --release -p rotary-bench -- --only whoami --only refresh --duration 10s
+  cargo run --release -p rotary-bench -- --only proxy --duration 3s   # the proxy vs the mock direct
   cargo run --release -p rotary-bench -- --json bench.json # also write the figures as JSON
 
 Benchmarks (names for --only):
