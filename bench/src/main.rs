@@ -5,6 +5,7 @@
 
 mod bare;
 mod catalogue;
+mod hop;
 mod load;
 mod memory;
 mod proxy;
@@ -57,7 +58,10 @@ Benchmarks (names for --only):
              (the proxy's own = proxied - direct); memory: RSS growth per login (--proxy-logins)
              direct vs proxied, a token graph's bytes per session, a 10,000-entry trace's bytes
              per entry, and a proxy limited to --proxy-session-limit sessions keeps exactly that
-             many after the logins. Run it alone (--only proxy) for clean memory figures.
+             many after the logins. Each throughput figure is also taken through a bare
+             forwarding hop (hyper server + one hyper client connection per connection, no
+             bookkeeping): what a second HTTP hop alone costs on the same core.
+             Run it alone (--only proxy) for clean memory figures.
   catalogue  `rotary run --no-progress --json FILE` as a child process (the reference client):
              wall time, summed scenario durations and sleep-step waits, the child's CPU time
              (getrusage RUSAGE_CHILDREN) and the share of real waiting, 1 - CPU/wall. Needs

@@ -1,7 +1,8 @@
 //! `proxy`: `rotary proxy` (in-process, a `RunningProxy` on the servers' runtime) in front of the
 //! mock homeserver, against the same mock reached directly — whoami throughput, latency at one
 //! request in flight, `/refresh` chains, memory per session and per trace entry, the session
-//! limit, and the servers' CPU per request.
+//! limit, and the servers' CPU per request; a bare forwarding hop (`hop.rs`) as the baseline of
+//! what a second HTTP hop alone costs.
 
 use crate::Args;
 use crate::load::{self, Load};
@@ -45,12 +46,27 @@ pub struct Pair {
     /// alone direct, the mock's and the proxy's together proxied.
     pub direct_cpu_us_per_req: f64,
     pub proxied_cpu_us_per_req: f64,
+    /// The same through the bare forwarding hop (`hop.rs`): what a second HTTP hop alone costs.
+    pub hop_rps: f64,
+    /// hop/direct median req/s.
+    pub hop_ratio: f64,
+    pub hop_p50_ms: f64,
+    pub hop_p99_ms: f64,
+    pub hop_cpu_us_per_req: f64,
 }
 
 impl Pair {
     /// The proxy's own CPU per request (proxied minus direct), µs.
     pub fn proxy_cpu_us_per_req(&self) -> f64 {
         self.proxied_cpu_us_per_req - self.direct_cpu_us_per_req
+    }
+    /// The bare hop's CPU per request beyond the mock's, µs.
+    pub fn hop_cpu_us_per_req(&self) -> f64 {
+        self.hop_cpu_us_per_req - self.direct_cpu_us_per_req
+    }
+    /// The p50 latency the bare hop adds, µs.
+    pub fn hop_added_p50_us(&self) -> f64 {
+        1000.0 * (self.hop_p50_ms - self.direct_p50_ms)
     }
     /// The p50 latency the proxy adds, µs.
     pub fn added_p50_us(&self) -> f64 {
@@ -189,23 +205,25 @@ async fn bench_memory(args: &Args, servers: &ServerRuntime) -> Result<ProxyMemor
     })
 }
 
-/// Runs `loads` (direct, proxied) against `addrs` over `in_flight` connections each, rounds
-/// alternating which goes first; the loads continue from round to round.
+/// The arms of every comparison: the mock direct, through `rotary proxy`, through the bare hop.
+const NAMES: [&str; 3] = ["direct", "proxied", "hop"];
+
+/// Runs `loads` (direct, proxied, bare hop) against `addrs` over `in_flight` connections each,
+/// rounds rotating which goes first; the loads continue from round to round.
 async fn pair(
     args: &Args,
     what: &str,
-    addrs: [SocketAddr; 2],
-    mut loads: [Load; 2],
+    addrs: [SocketAddr; 3],
+    mut loads: [Load; 3],
     in_flight: usize,
 ) -> Result<Pair> {
-    const NAMES: [&str; 2] = ["direct", "proxied"];
     println!(
-        "proxy, {what}: {in_flight} in flight, {:?} per run, {:?} warm-up, {} rounds alternating which goes first",
+        "proxy, {what}: {in_flight} in flight, {:?} per run, {:?} warm-up, {} rounds rotating which goes first",
         args.duration(),
         args.warmup(),
         args.rounds()
     );
-    for i in 0..2 {
+    for i in 0..3 {
         load::run(addrs[i], &mut loads[i], in_flight, Duration::from_millis(1))
             .await
             .with_context(|| format!("{what}: the {} server does not answer", NAMES[i]))?;
@@ -215,12 +233,12 @@ async fn pair(
     }
     print_run_header();
     let mut runs = Vec::new();
-    let mut lat = [Latencies::default(), Latencies::default()];
+    let mut lat = [Latencies::default(), Latencies::default(), Latencies::default()];
     let mut round_ratios = Vec::new();
     for round in 1..=args.rounds() {
-        let order: [usize; 2] = if round % 2 == 1 { [0, 1] } else { [1, 0] };
-        let mut rates = [0.0; 2];
-        for i in order {
+        let mut rates = [0.0; 3];
+        for k in 0..3 {
+            let i = (k + round - 1) % 3;
             let mut r = load::run(addrs[i], &mut loads[i], in_flight, args.duration()).await?;
             let run = throughput_run(round, NAMES[i], &mut r);
             print_run(&run, "");
@@ -230,19 +248,18 @@ async fn pair(
         }
         round_ratios.push(rates[1] / rates[0].max(1e-9));
     }
-    let direct_rps = median(&rates_of(&runs, NAMES[0]));
-    let proxied_rps = median(&rates_of(&runs, NAMES[1]));
-    let cpu = |server: &str| {
+    let rps = |i: usize| median(&rates_of(&runs, NAMES[i]));
+    let cpu = |i: usize| {
         median(
             &runs
                 .iter()
-                .filter(|r| r.server == server)
+                .filter(|r| r.server == NAMES[i])
                 .map(|r| r.server_cpu_us_per_req)
                 .collect::<Vec<_>>(),
         )
     };
-    let (direct_cpu, proxied_cpu) = (cpu(NAMES[0]), cpu(NAMES[1]));
-    let [mut ld, mut lp] = lat;
+    let [mut ld, mut lp, mut lh] = lat;
+    let (direct_rps, proxied_rps, hop_rps) = (rps(0), rps(1), rps(2));
     Ok(Pair {
         in_flight,
         direct_rps,
@@ -253,8 +270,13 @@ async fn pair(
         direct_p99_ms: ld.percentile_ms(99.0),
         proxied_p50_ms: lp.percentile_ms(50.0),
         proxied_p99_ms: lp.percentile_ms(99.0),
-        direct_cpu_us_per_req: direct_cpu,
-        proxied_cpu_us_per_req: proxied_cpu,
+        direct_cpu_us_per_req: cpu(0),
+        proxied_cpu_us_per_req: cpu(1),
+        hop_rps,
+        hop_ratio: hop_rps / direct_rps.max(1e-9),
+        hop_p50_ms: lh.percentile_ms(50.0),
+        hop_p99_ms: lh.percentile_ms(99.0),
+        hop_cpu_us_per_req: cpu(2),
         runs,
     })
 }
@@ -281,7 +303,8 @@ pub async fn bench_proxy(args: &Args, servers: &ServerRuntime) -> Result<ProxyRe
 
     let upstream = servers.start_rotary().await?;
     let proxy = start_proxy(servers, upstream.url(), None).await?;
-    let addrs = [upstream.addr(), proxy.addr()];
+    let hop = servers.run(crate::hop::start(upstream.addr())).await??;
+    let addrs = [upstream.addr(), proxy.addr(), hop.addr];
     let c = args.connections;
     // Sessions logged in through the proxy, so that it knows them (the mock does too).
     let whoami_token = load::logins(proxy.addr(), 1, 1, 1)
@@ -296,7 +319,11 @@ pub async fn bench_proxy(args: &Args, servers: &ServerRuntime) -> Result<ProxyRe
         args,
         "GET /account/whoami",
         addrs,
-        [whoami(&whoami_token), whoami(&whoami_token)],
+        [
+            whoami(&whoami_token),
+            whoami(&whoami_token),
+            whoami(&whoami_token),
+        ],
         c,
     )
     .await?;
@@ -304,11 +331,15 @@ pub async fn bench_proxy(args: &Args, servers: &ServerRuntime) -> Result<ProxyRe
         args,
         "GET /account/whoami, latency",
         addrs,
-        [whoami(&whoami_token), whoami(&whoami_token)],
+        [
+            whoami(&whoami_token),
+            whoami(&whoami_token),
+            whoami(&whoami_token),
+        ],
         1,
     )
     .await?;
-    let mut chains = Vec::with_capacity(2);
+    let mut chains = Vec::with_capacity(3);
     for addr in addrs {
         let tokens = load::logins(addr, c, c.min(LOGIN_CONNECTIONS), c).await?;
         if tokens.len() < c {
@@ -318,13 +349,14 @@ pub async fn bench_proxy(args: &Args, servers: &ServerRuntime) -> Result<ProxyRe
             refresh_tokens: tokens.into_iter().map(|t| t.refresh).collect(),
         });
     }
+    let hop_chains = chains.pop().context("chains")?;
     let proxied_chains = chains.pop().context("chains")?;
     let direct_chains = chains.pop().context("chains")?;
     let refresh = pair(
         args,
         "POST /refresh chains (rotation)",
         addrs,
-        [direct_chains, proxied_chains],
+        [direct_chains, proxied_chains, hop_chains],
         c,
     )
     .await?;
@@ -339,6 +371,7 @@ pub async fn bench_proxy(args: &Args, servers: &ServerRuntime) -> Result<ProxyRe
     if !invariants.is_empty() {
         println!("  the live judge's violations are of: {}", invariants.join(", "));
     }
+    drop(hop);
     drop(proxy);
     drop(upstream);
     Ok(ProxyReport {

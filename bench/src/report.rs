@@ -301,12 +301,28 @@ fn print_proxy(p: &ProxyReport) {
         None,
     );
     row(
+        "  bare hop's CPU µs/req",
+        String::new(),
+        format!("{:.1}", w.hop_cpu_us_per_req),
+        format!("+{:.1} µs", w.hop_cpu_us_per_req()),
+        "",
+        None,
+    );
+    row(
         "whoami p50 / p99 ms, 1 in flight",
         format!("{:.3} / {:.3}", l.direct_p50_ms, l.direct_p99_ms),
         format!("{:.3} / {:.3}", l.proxied_p50_ms, l.proxied_p99_ms),
         format!("+{:.0} / +{:.0} µs", l.added_p50_us(), l.added_p99_us()),
         &format!("p50 <= +{:.0} µs", p.added_latency_goal_us),
         Some(p.latency_ok),
+    );
+    row(
+        "  bare hop p50 / p99 ms, 1 in flight",
+        String::new(),
+        format!("{:.3} / {:.3}", l.hop_p50_ms, l.hop_p99_ms),
+        format!("+{:.0} µs", l.hop_added_p50_us()),
+        "",
+        None,
     );
     row(
         "whoami req/s, 1 in flight",
@@ -345,6 +361,14 @@ fn print_proxy(p: &ProxyReport) {
         format!("{:.1}", f.direct_cpu_us_per_req),
         format!("{:.1}", f.proxied_cpu_us_per_req),
         format!("+{:.1} µs", f.proxy_cpu_us_per_req()),
+        "",
+        None,
+    );
+    row(
+        "  bare hop's CPU µs/req",
+        String::new(),
+        format!("{:.1}", f.hop_cpu_us_per_req),
+        format!("+{:.1} µs", f.hop_cpu_us_per_req()),
         "",
         None,
     );

@@ -29,6 +29,7 @@ pub struct ThroughputRun {
     pub trace_in_window: Option<usize>,
 }
 
+/// The process's resident memory, KiB.
 pub fn rss_kib() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     status
@@ -38,9 +39,7 @@ pub fn rss_kib() -> Result<u64> {
         .context("no VmRSS in /proc/self/status")
 }
 
-/// Fills a trace of the default window with finished whoami entries as the server records them;
-/// returns it (kept alive, so that later measurements get fresh memory) and the RSS growth per
-
+/// `cpu` as a percentage of `wall`.
 pub fn pct(cpu: Duration, wall: Duration) -> f64 {
     100.0 * cpu.as_secs_f64() / wall.as_secs_f64().max(1e-9)
 }
