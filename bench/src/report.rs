@@ -285,6 +285,14 @@ fn print_proxy(p: &ProxyReport) {
         None,
     );
     row(
+        "  through a bare hop instead, req/s",
+        String::new(),
+        thousands(w.hop_rps),
+        format!("{:.2}x", w.hop_ratio),
+        "",
+        None,
+    );
+    row(
         &format!("whoami p50 / p99 ms, {} in flight", w.in_flight),
         format!("{:.3} / {:.3}", w.direct_p50_ms, w.direct_p99_ms),
         format!("{:.3} / {:.3}", w.proxied_p50_ms, w.proxied_p99_ms),
@@ -296,7 +304,7 @@ fn print_proxy(p: &ProxyReport) {
         "whoami servers' CPU µs/req (proxy's own)",
         format!("{:.1}", w.direct_cpu_us_per_req),
         format!("{:.1}", w.proxied_cpu_us_per_req),
-        format!("+{:.1} µs", w.proxy_cpu_us_per_req()),
+        format!("{:+.1} µs", w.proxy_cpu_us_per_req()),
         "",
         None,
     );
@@ -304,7 +312,7 @@ fn print_proxy(p: &ProxyReport) {
         "  bare hop's CPU µs/req",
         String::new(),
         format!("{:.1}", w.hop_cpu_us_per_req),
-        format!("+{:.1} µs", w.hop_cpu_us_per_req()),
+        format!("{:+.1} µs", w.hop_cpu_us_per_req()),
         "",
         None,
     );
@@ -312,7 +320,7 @@ fn print_proxy(p: &ProxyReport) {
         "whoami p50 / p99 ms, 1 in flight",
         format!("{:.3} / {:.3}", l.direct_p50_ms, l.direct_p99_ms),
         format!("{:.3} / {:.3}", l.proxied_p50_ms, l.proxied_p99_ms),
-        format!("+{:.0} / +{:.0} µs", l.added_p50_us(), l.added_p99_us()),
+        format!("{:+.0} / {:+.0} µs", l.added_p50_us(), l.added_p99_us()),
         &format!("p50 <= +{:.0} µs", p.added_latency_goal_us),
         Some(p.latency_ok),
     );
@@ -320,7 +328,7 @@ fn print_proxy(p: &ProxyReport) {
         "  bare hop p50 / p99 ms, 1 in flight",
         String::new(),
         format!("{:.3} / {:.3}", l.hop_p50_ms, l.hop_p99_ms),
-        format!("+{:.0} µs", l.hop_added_p50_us()),
+        format!("{:+.0} µs", l.hop_added_p50_us()),
         "",
         None,
     );
@@ -349,6 +357,14 @@ fn print_proxy(p: &ProxyReport) {
         None,
     );
     row(
+        "  through a bare hop instead, req/s",
+        String::new(),
+        thousands(f.hop_rps),
+        format!("{:.2}x", f.hop_ratio),
+        "",
+        None,
+    );
+    row(
         "/refresh p50 / p99 ms",
         format!("{:.3} / {:.3}", f.direct_p50_ms, f.direct_p99_ms),
         format!("{:.3} / {:.3}", f.proxied_p50_ms, f.proxied_p99_ms),
@@ -360,7 +376,7 @@ fn print_proxy(p: &ProxyReport) {
         "/refresh servers' CPU µs/req (proxy's own)",
         format!("{:.1}", f.direct_cpu_us_per_req),
         format!("{:.1}", f.proxied_cpu_us_per_req),
-        format!("+{:.1} µs", f.proxy_cpu_us_per_req()),
+        format!("{:+.1} µs", f.proxy_cpu_us_per_req()),
         "",
         None,
     );
@@ -368,7 +384,7 @@ fn print_proxy(p: &ProxyReport) {
         "  bare hop's CPU µs/req",
         String::new(),
         format!("{:.1}", f.hop_cpu_us_per_req),
-        format!("+{:.1} µs", f.hop_cpu_us_per_req()),
+        format!("{:+.1} µs", f.hop_cpu_us_per_req()),
         "",
         None,
     );
