@@ -21,6 +21,12 @@ use std::time::{Duration, Instant};
 pub const WHOAMI_PATH: &str = "/_matrix/client/v3/account/whoami";
 /// `POST /refresh` path.
 pub const REFRESH_PATH: &str = "/_matrix/client/v3/refresh";
+/// `POST /login` path.
+pub const LOGIN_PATH: &str = "/_matrix/client/v3/login";
+/// A password login of the mock's default user that asks for a refresh token.
+const LOGIN_BODY: &[u8] = br#"{"type":"m.login.password","identifier":{"type":"m.id.user","user":"alice"},"password":"wonderland","refresh_token":true}"#;
+/// The longest a batch of logins may take.
+const LOGINS_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What each connection sends.
 #[derive(Clone, Debug)]
@@ -225,6 +231,71 @@ pub async fn run(
         generator_cpu: cpu1.0.saturating_sub(cpu0.0),
         process_cpu: cpu1.1.saturating_sub(cpu0.1),
     })
+}
+
+#[derive(serde::Deserialize)]
+struct LoggedIn {
+    access_token: String,
+    refresh_token: Option<String>,
+}
+
+/// A session's tokens as a login issued them.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    /// The access token.
+    pub access: String,
+    /// The refresh token.
+    pub refresh: String,
+}
+
+/// `n` password logins (with refresh tokens) against `addr` over `connections` keep-alive
+/// connections, each sending its share one after another; returns the tokens of the first
+/// `keep` (the others are dropped as they arrive, so that a memory measurement sees the
+/// server's growth and not the generator's). Bounded by [`LOGINS_TIMEOUT`].
+pub async fn logins(addr: SocketAddr, n: usize, connections: usize, keep: usize) -> Result<Vec<Tokens>> {
+    let all = async {
+        let host = HeaderValue::from_str(&addr.to_string())?;
+        let connections = connections.clamp(1, n.max(1));
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..connections {
+            let count = n / connections + usize::from(c < n % connections);
+            let keep_here = keep / connections + usize::from(c < keep % connections);
+            let mut sender = connect(addr).await?;
+            let host = host.clone();
+            tasks.spawn(async move {
+                let mut kept = Vec::with_capacity(keep_here.min(count));
+                for _ in 0..count {
+                    sender.ready().await?;
+                    let req = Request::post(LOGIN_PATH)
+                        .header(HOST, &host)
+                        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                        .body(Full::new(Bytes::from_static(LOGIN_BODY)))?;
+                    let resp = sender.send_request(req).await?;
+                    let status = resp.status();
+                    let body = resp.into_body().collect().await?.to_bytes();
+                    if !status.is_success() {
+                        bail!("login: HTTP {status}: {}", String::from_utf8_lossy(&body));
+                    }
+                    if kept.len() < keep_here {
+                        let l: LoggedIn = serde_json::from_slice(&body).context("login response")?;
+                        kept.push(Tokens {
+                            access: l.access_token,
+                            refresh: l.refresh_token.context("the login issued no refresh token")?,
+                        });
+                    }
+                }
+                Ok::<_, anyhow::Error>(kept)
+            });
+        }
+        let mut out = Vec::with_capacity(keep);
+        while let Some(joined) = tasks.join_next().await {
+            out.extend(joined??);
+        }
+        Ok::<_, anyhow::Error>(out)
+    };
+    tokio::time::timeout(LOGINS_TIMEOUT, all)
+        .await
+        .map_err(|_| anyhow::anyhow!("{n} logins took longer than {LOGINS_TIMEOUT:?}"))?
 }
 
 /// One whoami over a fresh connection; for the start-up measurement.
