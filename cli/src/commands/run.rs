@@ -6,6 +6,7 @@ use clap::Args;
 use rotary_harness::{
     Expectations, Partition, RunConfig, RunReport, Selection, default_jobs, report, run_scenarios,
 };
+use rotary_server::ServerConfig;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +49,11 @@ pub struct RunArgs {
     /// Override every scenario's per-call timeout (e.g. `60s` for a slow client).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub call_timeout: Option<Duration>,
+    /// A server config file (the TOML `rotary serve --config` and `rotary audit --profile-out`
+    /// write): every scenario's mock starts from it, with the scenario's own `[server]` knobs applied
+    /// on top (except its `profile`). `[[fault]]` and `[[user]]` tables are refused.
+    #[arg(long, value_name = "FILE")]
+    pub server_config: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -75,12 +81,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         tags: args.tags.clone(),
         partition: args.partition,
     };
-    let picked: Vec<_> = catalogue
+    let mut picked: Vec<_> = catalogue
         .select(&selection)
         .map_err(anyhow::Error::msg)?
         .into_iter()
         .cloned()
         .collect();
+    if let Some(path) = &args.server_config {
+        let base = load_server_config(path)?;
+        for s in &mut picked {
+            s.server = on_top(&base, &s.server_table)
+                .with_context(|| format!("{}: [server] over {}", s.id, path.display()))?;
+        }
+    }
     let expect = match &args.expect {
         Some(p) => {
             let e = Expectations::load(p)?;
@@ -125,6 +138,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     print!("{}", report::render_failures(&run, color));
     println!("{}", report::summary_line(&run));
     Ok(if run.summary.ok { 0 } else { 1 })
+}
+
+/// Reads a `--server-config` file: knobs only.
+pub fn load_server_config(path: &std::path::Path) -> anyhow::Result<ServerConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    for (key, what) in [("fault", "[[fault]]"), ("user", "[[user]]")] {
+        if table.contains_key(key) {
+            anyhow::bail!(
+                "{}: {what} tables are not allowed in --server-config (the scenarios bring their own faults and users); keep only the knobs",
+                path.display()
+            );
+        }
+    }
+    ServerConfig::from_toml(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// A scenario's `[server]` table applied over the `--server-config` knobs, without its `profile`.
+pub fn on_top(base: &ServerConfig, server_table: &serde_json::Value) -> anyhow::Result<ServerConfig> {
+    let mut patch = server_table.clone();
+    if let serde_json::Value::Object(m) = &mut patch {
+        m.remove("profile");
+    } else {
+        patch = serde_json::Value::Object(serde_json::Map::new());
+    }
+    Ok(base.patched(&patch)?)
 }
 
 fn write_reports(run: &RunReport, args: &RunArgs) -> anyhow::Result<()> {
