@@ -9,6 +9,20 @@ use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
 use std::time::Duration;
 
+/// A prediction cell: `=` when it equals the observed value; a skipped or not-probed row by its
+/// first word only (the observed column and the JSON keep the reason).
+fn short_prediction(predicted: &str, observed: &str) -> String {
+    if predicted == observed {
+        "=".to_owned()
+    } else if predicted.starts_with("skipped") {
+        "skipped".to_owned()
+    } else if predicted.starts_with("n/a") {
+        "n/a".to_owned()
+    } else {
+        predicted.to_owned()
+    }
+}
+
 /// Which profile the server matched, or the closest one.
 #[derive(Clone, Debug)]
 pub enum Matched {
@@ -89,7 +103,7 @@ impl AuditReport {
             let mut row = vec![b.title().to_owned(), observed.to_owned()];
             for (_, pred) in &self.predictions {
                 let p = pred.get(b);
-                row.push(if p == observed { "=".to_owned() } else { p.to_owned() });
+                row.push(short_prediction(p, observed));
             }
             row.push(
                 verdicts
@@ -231,7 +245,10 @@ impl AuditReport {
             };
             table.insert(k, value);
         }
-        let body = toml::to_string(&table).unwrap_or_default();
+        let mut body = toml::to_string(&table).unwrap_or_default();
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
         format!(
             "# Written by `rotary audit` of {}: a mock homeserver that answers the audit's probe as it did.\n\
              # rotary serve --config FILE    or    rotary run --server-config FILE\n{body}",
