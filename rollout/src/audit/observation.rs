@@ -38,6 +38,8 @@ pub enum Behaviour {
     OldAccessAfterUse,
     /// The old refresh token again, after the new pair was used.
     ReuseAfterUse,
+    /// The (used) old access token after the next refresh dropped its generation.
+    OldAccessDropped,
     /// An expired access token (waits for the announced lifetime).
     ExpiredAccess,
     /// A refresh after the access token expired.
@@ -52,7 +54,7 @@ pub enum Behaviour {
 
 impl Behaviour {
     /// Every behaviour in table order.
-    pub const ALL: [Behaviour; 20] = [
+    pub const ALL: [Behaviour; 21] = [
         Behaviour::Versions,
         Behaviour::OAuthOffered,
         Behaviour::RefreshTokenIssued,
@@ -68,6 +70,7 @@ impl Behaviour {
         Behaviour::DiscardedPairAccess,
         Behaviour::OldAccessAfterUse,
         Behaviour::ReuseAfterUse,
+        Behaviour::OldAccessDropped,
         Behaviour::ExpiredAccess,
         Behaviour::RefreshAfterExpiry,
         Behaviour::LogoutAccess,
@@ -101,6 +104,7 @@ impl Behaviour {
             Behaviour::DiscardedPairAccess => "access token of discarded pair",
             Behaviour::OldAccessAfterUse => "old access token, new used",
             Behaviour::ReuseAfterUse => "old refresh token, new used",
+            Behaviour::OldAccessDropped => "old access token, generation dropped",
             Behaviour::ExpiredAccess => "expired access token",
             Behaviour::RefreshAfterExpiry => "refresh after expiry",
             Behaviour::LogoutAccess => "access token after logout",

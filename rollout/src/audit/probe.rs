@@ -16,7 +16,9 @@
 //! 9. `discarded pair`: the access token of the pair that reuse replaced;
 //! 10. `use new`: the newest access token (now the successor is used);
 //! 11. `old access token after use`;
-//! 12. `reuse after use`: the old refresh token once more;
+//! 12. `reuse after use`: the old refresh token once more; `drop generation`: the newest
+//!     refresh token is refreshed (Synapse keeps two generations, so the first one's rows go) and
+//!     the first, used access token is presented again;
 //! 13. `expiry`: wait out the announced lifetime (only when it is within `--max-wait`), then the
 //!     expired token;
 //! 14. `refresh after expiry`;
@@ -329,6 +331,7 @@ impl Probe<'_> {
                     B::DiscardedPairAccess,
                     B::OldAccessAfterUse,
                     B::ReuseAfterUse,
+                    B::OldAccessDropped,
                     B::RefreshAfterExpiry,
                 ] {
                     self.obs.set(b, skipped(why));
@@ -384,6 +387,7 @@ impl Probe<'_> {
                 B::DiscardedPairAccess,
                 B::OldAccessAfterUse,
                 B::ReuseAfterUse,
+                B::OldAccessDropped,
                 B::RefreshAfterExpiry,
             ] {
                 self.obs.set(b, skipped("the refresh failed"));
@@ -443,8 +447,22 @@ impl Probe<'_> {
             if let Some(next) = self.pair_from(&a, device, rt0, issued).filter(|_| a.ok()) {
                 current = next;
             }
+            let step = self.step("drop generation");
+            if let Some(rt) = current.rt.clone() {
+                let a = self.refresh(&step, &rt).await?;
+                let issued = self.http.now();
+                match self.pair_from(&a, device, &rt, issued).filter(|_| a.ok()) {
+                    Some(next) => {
+                        current = next;
+                        let v = self.whoami(&step, first).await?;
+                        self.obs.set(B::OldAccessDropped, v);
+                    }
+                    None => self.obs.set(B::OldAccessDropped, format!("n/a (refresh {})", a.outcome())),
+                }
+            }
         } else {
             self.obs.set(B::ReuseAfterUse, "n/a (no rotation)");
+            self.obs.set(B::OldAccessDropped, "n/a (no rotation)");
         }
         Ok(Some(current))
     }
