@@ -60,6 +60,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<u8> {
     };
     let report = run_audit(&opts, ctrl_c).await?;
     print!("{}", report.table());
+    std::io::Write::flush(&mut std::io::stdout())?;
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report.to_json())?;
         std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;

@@ -291,6 +291,12 @@ fn repo_root() -> PathBuf {
 
 impl Synapse {
     pub fn start(name: &str, port: u16) -> Option<Synapse> {
+        Synapse::start_with(name, port, "3s")
+    }
+
+    /// A Synapse whose `refreshable_access_token_lifetime` is `lifetime` (`3s`; `null` turns
+    /// refresh tokens off).
+    pub fn start_with(name: &str, port: u16, lifetime: &str) -> Option<Synapse> {
         let root = repo_root();
         // One virtualenv for every test and fidelity/check.sh (installing takes minutes).
         let shared = std::env::var("ROTARY_SYNAPSE_VENV_DIR")
@@ -316,7 +322,7 @@ impl Synapse {
             .arg("start")
             .env("SYNAPSE_DIR", &dir)
             .env("SYNAPSE_PORT", port.to_string())
-            .env("LIFETIME", "3s")
+            .env("LIFETIME", lifetime)
             .stdout(std::process::Stdio::null())
             .status();
         if !status.is_ok_and(|s| s.success()) {
