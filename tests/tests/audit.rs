@@ -28,7 +28,11 @@ fn profile_config(p: Profile) -> ServerConfig {
 }
 
 async fn audit(server: &MockHomeserver, credentials: Credentials) -> Result<AuditReport, AuditError> {
-    run_audit(&AuditOptions::new(server.url(), credentials), std::future::pending()).await
+    run_audit(
+        &AuditOptions::new(server.url(), credentials),
+        std::future::pending(),
+    )
+    .await
 }
 
 fn alice() -> Credentials {
@@ -57,10 +61,22 @@ async fn each_profile_is_named() {
             .await
             .unwrap_or_else(|e| panic!("{p}: {e}"));
         assert_eq!(report.profile(), Some(p), "{p}:\n{}", report.table());
-        assert!(report.table().contains(&format!("matches profile {p}")), "{}", report.table());
-        assert!(report.reproduction.knobs.is_empty(), "{p}: {:?}", report.reproduction.knobs);
+        assert!(
+            report.table().contains(&format!("matches profile {p}")),
+            "{}",
+            report.table()
+        );
+        assert!(
+            report.reproduction.knobs.is_empty(),
+            "{p}: {:?}",
+            report.reproduction.knobs
+        );
         assert_no_device_left(&server);
-        assert!(report.devices_created <= 2, "{p}: {} devices", report.devices_created);
+        assert!(
+            report.devices_created <= 2,
+            "{p}: {} devices",
+            report.devices_created
+        );
         assert!(report.devices_left.is_empty());
         // The written config, read back, is the profile with the observed lifetime.
         let cfg = ServerConfig::from_toml(&report.profile_toml()).expect("the written config loads");
@@ -78,7 +94,12 @@ async fn login_mode_skips_logout_all_and_names_the_profile() {
     let server = mock(profile_config(Profile::Synapse), &[]).await;
     let report = audit(&server, alice()).await.expect("audit");
     assert_eq!(report.profile(), Some(Profile::Synapse), "{}", report.table());
-    assert!(report.observed.get(Behaviour::LogoutAllRefresh).starts_with("skipped"));
+    assert!(
+        report
+            .observed
+            .get(Behaviour::LogoutAllRefresh)
+            .starts_with("skipped")
+    );
     assert!(!report.exchanges.iter().any(|e| e.path.ends_with("/logout/all")));
     assert_eq!(report.devices_created, 1);
     assert_no_device_left(&server);
@@ -118,7 +139,12 @@ async fn a_knob_changed_alone_is_named_exactly() {
         assert!(!json["differences"].as_array().expect("differences").is_empty());
         let r = &report.reproduction;
         assert_eq!(r.knobs.len(), 1, "{knob} = {value}: found {:?}\n{table}", r.knobs);
-        assert_eq!(r.knobs.get(knob), Some(&v), "{knob} = {value}: found {:?}\n{table}", r.knobs);
+        assert_eq!(
+            r.knobs.get(knob),
+            Some(&v),
+            "{knob} = {value}: found {:?}\n{table}",
+            r.knobs
+        );
         assert!(r.remaining.is_empty(), "{knob}: {:?}", r.remaining);
         assert!(table.contains(&format!("{knob} = {v}")), "{table}");
         // The written config reproduces the server: it loads, and names the knob.
@@ -140,7 +166,9 @@ async fn unreachable_and_tls_errors_name_the_step() {
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
     let opts = AuditOptions::new(format!("http://127.0.0.1:{port}"), Credentials::Register);
-    let err = run_audit(&opts, std::future::pending()).await.expect_err("closed port");
+    let err = run_audit(&opts, std::future::pending())
+        .await
+        .expect_err("closed port");
     assert!(matches!(err, AuditError::Unreachable { .. }), "{err}");
     let line = err.to_string();
     assert!(line.starts_with("step versions: cannot reach"), "{line}");
@@ -148,15 +176,21 @@ async fn unreachable_and_tls_errors_name_the_step() {
 
     let server = mock(profile_config(Profile::Synapse), &[]).await;
     let https = server.url().replace("http://", "https://");
-    let err = run_audit(&AuditOptions::new(https, Credentials::Register), std::future::pending())
-        .await
-        .expect_err("TLS to a plain port");
+    let err = run_audit(
+        &AuditOptions::new(https, Credentials::Register),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("TLS to a plain port");
     assert!(matches!(err, AuditError::Tls { .. }), "{err}");
     assert!(err.to_string().starts_with("step versions: TLS error"), "{err}");
 
-    let err = run_audit(&AuditOptions::new("ftp://example.org", Credentials::Register), std::future::pending())
-        .await
-        .expect_err("bad URL");
+    let err = run_audit(
+        &AuditOptions::new("ftp://example.org", Credentials::Register),
+        std::future::pending(),
+    )
+    .await
+    .expect_err("bad URL");
     assert!(matches!(err, AuditError::BadUrl { .. }), "{err}");
 }
 
@@ -170,7 +204,10 @@ async fn an_html_page_is_not_matrix() {
     let err = audit(&server, Credentials::Register).await.expect_err("HTML");
     assert!(matches!(err, AuditError::NotMatrix { .. }), "{err}");
     let line = err.to_string();
-    assert!(line.starts_with("step versions:") && line.contains("not a Matrix homeserver"), "{line}");
+    assert!(
+        line.starts_with("step versions:") && line.contains("not a Matrix homeserver"),
+        "{line}"
+    );
     assert!(line.contains("text/html"), "{line}");
     assert!(server.sessions(None).is_empty());
 }
@@ -188,7 +225,10 @@ async fn wrong_password_and_closed_registration() {
     .await
     .expect_err("wrong password");
     assert!(matches!(err, AuditError::WrongPassword { .. }), "{err}");
-    assert!(err.to_string().starts_with("step login: wrong user or password"), "{err}");
+    assert!(
+        err.to_string().starts_with("step login: wrong user or password"),
+        "{err}"
+    );
     assert!(server.sessions(None).is_empty());
 
     let closed = mock(
@@ -199,7 +239,10 @@ async fn wrong_password_and_closed_registration() {
     let err = audit(&closed, Credentials::Register).await.expect_err("closed");
     assert!(matches!(err, AuditError::RegistrationClosed { .. }), "{err}");
     let line = err.to_string();
-    assert!(line.starts_with("step register: registration is closed"), "{line}");
+    assert!(
+        line.starts_with("step register: registration is closed"),
+        "{line}"
+    );
     assert!(closed.sessions(None).is_empty());
 }
 
@@ -224,7 +267,9 @@ async fn rate_limits_are_honoured_then_reported() {
         &[r#"endpoint = "refresh", action = { kind = "error", status = 429, retry_after_ms = 100 }"#],
     )
     .await;
-    let err = audit(&limited, Credentials::Register).await.expect_err("rate limited");
+    let err = audit(&limited, Credentials::Register)
+        .await
+        .expect_err("rate limited");
     assert!(matches!(err, AuditError::RateLimited { .. }), "{err}");
     let line = err.to_string();
     assert!(line.starts_with("step refresh paths: rate limited"), "{line}");
@@ -270,7 +315,11 @@ async fn json_report_snapshot() {
     for prefix in ["syt_", "syr_"] {
         for (i, _) in text.match_indices(prefix) {
             let next = text[i + prefix.len()..].chars().next();
-            assert!(matches!(next, Some(' ' | '"')), "a raw token in the JSON: {}", &text[i..]);
+            assert!(
+                matches!(next, Some(' ' | '"')),
+                "a raw token in the JSON: {}",
+                &text[i..]
+            );
         }
     }
     assert_eq!(json["profile"], "synapse");

@@ -21,9 +21,12 @@ fn free_port() -> u16 {
 
 async fn audit(url: &str) -> AuditReport {
     let started = Instant::now();
-    let report = run_audit(&AuditOptions::new(url, Credentials::Register), std::future::pending())
-        .await
-        .unwrap_or_else(|e| panic!("audit of {url}: {e}"));
+    let report = run_audit(
+        &AuditOptions::new(url, Credentials::Register),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("audit of {url}: {e}"));
     eprintln!(
         "{}audit: {} requests, probe {:?}, whole audit {:?}",
         report.table(),
@@ -49,7 +52,11 @@ async fn synapse_with_refresh_is_synapse_and_its_config_passes_the_fidelity_exch
     // The written config, served by the mock, against Synapse on the whole fidelity exchange.
     let written = report.profile_toml();
     let cfg = ServerConfig::from_toml(&written).expect("the written config loads");
-    assert_eq!(cfg.refreshable_access_token_lifetime, Some(Duration::from_secs(3)), "{written}");
+    assert_eq!(
+        cfg.refreshable_access_token_lifetime,
+        Some(Duration::from_secs(3)),
+        "{written}"
+    );
     let mock = MockHomeserver::builder()
         .config(cfg)
         .start()

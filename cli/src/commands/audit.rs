@@ -18,7 +18,12 @@ pub struct AuditArgs {
     #[arg(long, value_name = "USER", requires = "password")]
     pub user: Option<String>,
     /// The account's password.
-    #[arg(long, value_name = "PASSWORD", env = "ROTARY_AUDIT_PASSWORD", requires = "user")]
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "ROTARY_AUDIT_PASSWORD",
+        requires = "user"
+    )]
     pub password: Option<String>,
     /// Register a fresh account with m.login.dummy instead (also probes `logout/all`).
     #[arg(long, conflicts_with_all = ["user", "password"])]

@@ -72,7 +72,13 @@ impl Devices {
             if !done
                 && let (Some(rt), Some(path)) = (&d.refresh_token, refresh_path)
                 && let Ok(a) = http
-                    .send("cleanup", Method::POST, path, None, Some(&json!({"refresh_token": rt})))
+                    .send(
+                        "cleanup",
+                        Method::POST,
+                        path,
+                        None,
+                        Some(&json!({"refresh_token": rt})),
+                    )
                     .await
                 && let Some(at) = a.str("access_token")
             {

@@ -57,7 +57,9 @@ pub enum AuditError {
         detail: String,
     },
     /// Still rate-limited after the bounded retries.
-    #[error("step {step}: rate limited (429 M_LIMIT_EXCEEDED, retry_after_ms {retry_after_ms}) after {attempts} attempts")]
+    #[error(
+        "step {step}: rate limited (429 M_LIMIT_EXCEEDED, retry_after_ms {retry_after_ms}) after {attempts} attempts"
+    )]
     RateLimited {
         /// The probe step.
         step: String,

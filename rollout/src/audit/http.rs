@@ -154,9 +154,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Whether an error chain reads like a TLS failure.
 fn is_tls(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
-    ["tls", "certificate", "handshake", "corrupt message", "invalidcontenttype", "ssl"]
-        .iter()
-        .any(|w| r.contains(w))
+    [
+        "tls",
+        "certificate",
+        "handshake",
+        "corrupt message",
+        "invalidcontenttype",
+        "ssl",
+    ]
+    .iter()
+    .any(|w| r.contains(w))
 }
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -242,7 +249,9 @@ impl Http {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let answer = self.send_once(step, method.clone(), path, access_token, body).await?;
+            let answer = self
+                .send_once(step, method.clone(), path, access_token, body)
+                .await?;
             if answer.status != 429 {
                 return Ok(answer);
             }
@@ -301,7 +310,10 @@ impl Http {
             .method(method)
             .uri(uri)
             .header(hyper::header::HOST, self.origin.authority.as_str())
-            .header(hyper::header::USER_AGENT, concat!("rotary-audit/", env!("CARGO_PKG_VERSION")));
+            .header(
+                hyper::header::USER_AGENT,
+                concat!("rotary-audit/", env!("CARGO_PKG_VERSION")),
+            );
         if let Some(t) = access_token {
             req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -352,7 +364,10 @@ impl Http {
         };
         let answer = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(r) => r,
-            Err(_) => Err(transport(format!("no answer within {} s", REQUEST_TIMEOUT.as_secs()))),
+            Err(_) => Err(transport(format!(
+                "no answer within {} s",
+                REQUEST_TIMEOUT.as_secs()
+            ))),
         };
         if let Ok(a) = &answer {
             entry.status = a.status;

@@ -72,7 +72,10 @@ impl AuditOptions {
 
 /// Runs the audit; `cancel` (e.g. Ctrl-C) stops the probe early. Every device the audit created
 /// is logged out before this returns, whatever happened.
-pub async fn run_audit(opts: &AuditOptions, cancel: impl Future<Output = ()>) -> Result<AuditReport, AuditError> {
+pub async fn run_audit(
+    opts: &AuditOptions,
+    cancel: impl Future<Output = ()>,
+) -> Result<AuditReport, AuditError> {
     let started = Instant::now();
     let http = Http::new(&opts.homeserver, Waiter::Real)?;
     let devices = Devices::default();
@@ -81,13 +84,19 @@ pub async fn run_audit(opts: &AuditOptions, cancel: impl Future<Output = ()>) ->
         r = probe(&http, &devices, &progress, &opts.probe) => r,
         () = cancel => Err(AuditError::Interrupted { step: progress.step() }),
     };
-    let left = devices.log_out_all(&http, progress.refresh_path().as_deref()).await;
+    let left = devices
+        .log_out_all(&http, progress.refresh_path().as_deref())
+        .await;
     if !left.is_empty() {
         tracing::warn!(devices = ?left, "devices left logged in");
     }
     let observed = result?;
     let duration = started.elapsed();
-    tracing::info!(requests = http.requests(), ms = duration.as_millis() as u64, "probe done");
+    tracing::info!(
+        requests = http.requests(),
+        ms = duration.as_millis() as u64,
+        "probe done"
+    );
 
     let predictions = predict::predict(&observed, &opts.probe).await?;
     let scored: Vec<_> = predictions

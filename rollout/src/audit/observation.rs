@@ -244,7 +244,11 @@ pub fn verdict(b: Behaviour, value: &str) -> Option<Verdict> {
         ),
         Behaviour::ReuseAfterUse => {
             if !refused(value) {
-                v(Level::Must, false, "old refresh token revoked once the new pair is used")
+                v(
+                    Level::Must,
+                    false,
+                    "old refresh token revoked once the new pair is used",
+                )
             } else {
                 v(
                     Level::Should,
@@ -257,7 +261,11 @@ pub fn verdict(b: Behaviour, value: &str) -> Option<Verdict> {
             if !value.starts_with("401 M_UNKNOWN_TOKEN") {
                 v(Level::Must, false, "expired token gets 401 M_UNKNOWN_TOKEN")
             } else {
-                v(Level::Should, value.ends_with("sl=true"), "preferably soft_logout: true")
+                v(
+                    Level::Should,
+                    value.ends_with("sl=true"),
+                    "preferably soft_logout: true",
+                )
             }
         }
         Behaviour::LogoutAccess | Behaviour::LogoutRefresh | Behaviour::LogoutAllRefresh => v(

@@ -59,7 +59,10 @@ pub async fn observe(cfg: &ServerConfig, opts: &ProbeOptions) -> Result<Observat
 }
 
 /// Every profile's prediction for what the server did.
-pub async fn predict(observed: &Observations, opts: &ProbeOptions) -> Result<Vec<(Profile, Observations)>, AuditError> {
+pub async fn predict(
+    observed: &Observations,
+    opts: &ProbeOptions,
+) -> Result<Vec<(Profile, Observations)>, AuditError> {
     let runs = PROFILES.map(|p| {
         let cfg = mock_config(p, observed);
         async move { observe(&cfg, opts).await.map(|o| (p, o)) }

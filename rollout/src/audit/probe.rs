@@ -121,7 +121,10 @@ pub fn parse_lifetime(value: &str) -> Option<Duration> {
 }
 
 fn expires_in(a: &Answer) -> Option<Duration> {
-    a.body.get("expires_in_ms").and_then(Value::as_u64).map(Duration::from_millis)
+    a.body
+        .get("expires_in_ms")
+        .and_then(Value::as_u64)
+        .map(Duration::from_millis)
 }
 
 fn expires_value(a: &Answer) -> String {
@@ -191,7 +194,13 @@ impl Probe<'_> {
         self.http.send(step, Method::GET, path, token, None).await
     }
 
-    async fn post(&self, step: &str, path: &str, token: Option<&str>, body: &Value) -> Result<Answer, AuditError> {
+    async fn post(
+        &self,
+        step: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<Answer, AuditError> {
         self.http.send(step, Method::POST, path, token, Some(body)).await
     }
 
@@ -238,7 +247,11 @@ impl Probe<'_> {
                     detail: format!(
                         "GET /_matrix/client/versions answered {} {}",
                         a.status,
-                        if a.content_type.is_empty() { "without a content type" } else { &a.content_type }
+                        if a.content_type.is_empty() {
+                            "without a content type"
+                        } else {
+                            &a.content_type
+                        }
                     ),
                 });
             }
@@ -282,7 +295,9 @@ impl Probe<'_> {
         };
 
         let step = self.step("whoami");
-        let a = self.get(&step, "/_matrix/client/v3/account/whoami", Some(&first.at)).await?;
+        let a = self
+            .get(&step, "/_matrix/client/v3/account/whoami", Some(&first.at))
+            .await?;
         if !a.ok() {
             return Err(AuditError::Unexpected {
                 step,
@@ -295,7 +310,12 @@ impl Probe<'_> {
         let mut unknown = None;
         for (name, path) in REFRESH_PATHS {
             let a = self
-                .post(&step, path, None, &json!({"refresh_token": "rotary-audit-unknown-token"}))
+                .post(
+                    &step,
+                    path,
+                    None,
+                    &json!({"refresh_token": "rotary-audit-unknown-token"}),
+                )
                 .await?;
             let not_served = matches!(a.status, 404 | 405) || a.errcode() == Some("M_UNRECOGNIZED");
             if !not_served {
@@ -309,9 +329,16 @@ impl Probe<'_> {
         }
         self.obs.set(
             B::RefreshPaths,
-            if served.is_empty() { "none".to_owned() } else { served.join(" ") },
+            if served.is_empty() {
+                "none".to_owned()
+            } else {
+                served.join(" ")
+            },
         );
-        self.obs.set(B::RefreshUnknownToken, unknown.unwrap_or_else(|| skipped("no refresh path")));
+        self.obs.set(
+            B::RefreshUnknownToken,
+            unknown.unwrap_or_else(|| skipped("no refresh path")),
+        );
 
         let mut current = first.clone();
         match (&first.rt, &self.refresh_path) {
@@ -321,7 +348,11 @@ impl Probe<'_> {
                 }
             }
             (rt, _) => {
-                let why = if rt.is_none() { "no refresh token" } else { "no refresh path" };
+                let why = if rt.is_none() {
+                    "no refresh token"
+                } else {
+                    "no refresh path"
+                };
                 for b in [
                     B::RefreshAnswer,
                     B::Rotation,
@@ -342,7 +373,9 @@ impl Probe<'_> {
         current = self.expiry(&device, current).await?;
 
         let step = self.step("logout");
-        let a = self.post(&step, "/_matrix/client/v3/logout", Some(&current.at), &json!({})).await?;
+        let a = self
+            .post(&step, "/_matrix/client/v3/logout", Some(&current.at), &json!({}))
+            .await?;
         if !a.ok() {
             return Err(AuditError::Unexpected {
                 step,
@@ -351,7 +384,9 @@ impl Probe<'_> {
         }
         self.devices.logged_out(Some(&device));
         let step = self.step("after logout");
-        let a = self.get(&step, "/_matrix/client/v3/account/whoami", Some(&current.at)).await?;
+        let a = self
+            .get(&step, "/_matrix/client/v3/account/whoami", Some(&current.at))
+            .await?;
         self.obs.set(B::LogoutAccess, a.outcome());
         match (&current.rt, &self.refresh_path) {
             (Some(rt), Some(_)) => {
@@ -427,7 +462,9 @@ impl Probe<'_> {
         }
 
         let step = self.step("use new");
-        let a = self.get(&step, "/_matrix/client/v3/account/whoami", Some(&current.at)).await?;
+        let a = self
+            .get(&step, "/_matrix/client/v3/account/whoami", Some(&current.at))
+            .await?;
         if !a.ok() {
             return Err(AuditError::Unexpected {
                 step,
@@ -457,7 +494,9 @@ impl Probe<'_> {
                         let v = self.whoami(&step, first).await?;
                         self.obs.set(B::OldAccessDropped, v);
                     }
-                    None => self.obs.set(B::OldAccessDropped, format!("n/a (refresh {})", a.outcome())),
+                    None => self
+                        .obs
+                        .set(B::OldAccessDropped, format!("n/a (refresh {})", a.outcome())),
                 }
             }
         } else {
@@ -492,9 +531,14 @@ impl Probe<'_> {
         }
         let step = self.step("expiry");
         let wait = (current.issued + lifetime + EXPIRY_MARGIN).saturating_sub(self.http.now());
-        tracing::info!(wait_ms = wait.as_millis() as u64, "waiting for the access token to expire");
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            "waiting for the access token to expire"
+        );
         self.http.wait(wait).await;
-        let a = self.get(&step, "/_matrix/client/v3/account/whoami", Some(&current.at)).await?;
+        let a = self
+            .get(&step, "/_matrix/client/v3/account/whoami", Some(&current.at))
+            .await?;
         self.obs.set(B::ExpiredAccess, a.outcome());
         if let (Some(rt), Some(_)) = (current.rt.clone(), &self.refresh_path) {
             let step = self.step("refresh after expiry");
@@ -532,12 +576,16 @@ impl Probe<'_> {
                     "initial_device_display_name": "rotary audit",
                     "auth": {"type": "m.login.dummy"},
                 });
-                let mut a = self.post(&step, "/_matrix/client/v3/register", None, &body).await?;
+                let mut a = self
+                    .post(&step, "/_matrix/client/v3/register", None, &body)
+                    .await?;
                 if a.status == 401
                     && let Some(session) = a.str("session").map(str::to_owned)
                 {
                     body["auth"] = json!({"type": "m.login.dummy", "session": session});
-                    a = self.post(&step, "/_matrix/client/v3/register", None, &body).await?;
+                    a = self
+                        .post(&step, "/_matrix/client/v3/register", None, &body)
+                        .await?;
                 }
                 if a.status == 403 || a.errcode() == Some("M_FORBIDDEN") {
                     return Err(AuditError::RegistrationClosed {
@@ -576,7 +624,9 @@ impl Probe<'_> {
         });
         let a = self.post(&step, "/_matrix/client/v3/login", None, &body).await?;
         if a.status == 403 || a.errcode() == Some("M_FORBIDDEN") {
-            return Err(AuditError::WrongPassword { user: user.to_owned() });
+            return Err(AuditError::WrongPassword {
+                user: user.to_owned(),
+            });
         }
         if !a.ok() {
             return Err(AuditError::Unexpected {
@@ -599,7 +649,9 @@ impl Probe<'_> {
         let rt = a.str("refresh_token").map(str::to_owned);
         self.devices.add(device, at, rt.as_deref());
         let step = self.step("logout/all");
-        let a = self.post(&step, "/_matrix/client/v3/logout/all", Some(at), &json!({})).await?;
+        let a = self
+            .post(&step, "/_matrix/client/v3/logout/all", Some(at), &json!({}))
+            .await?;
         if !a.ok() {
             return Err(AuditError::Unexpected {
                 step,

@@ -148,13 +148,25 @@ impl AuditReport {
             Matched::Closest { profile, differences } => {
                 let list: Vec<String> = differences
                     .iter()
-                    .map(|d| format!("{} (observed {}, {profile} {})", d.behaviour.key(), d.observed, d.predicted))
+                    .map(|d| {
+                        format!(
+                            "{} (observed {}, {profile} {})",
+                            d.behaviour.key(),
+                            d.observed,
+                            d.predicted
+                        )
+                    })
                     .collect();
                 let _ = writeln!(out, "closest: {profile}, differs in {}", list.join("; "));
                 let r = &self.reproduction;
                 let knobs: Vec<String> = r.knobs.iter().map(|(k, v)| format!("{k} = {v}")).collect();
                 if r.remaining.is_empty() {
-                    let _ = writeln!(out, "reproduced by profile {} with {}", r.profile, knobs.join(", "));
+                    let _ = writeln!(
+                        out,
+                        "reproduced by profile {} with {}",
+                        r.profile,
+                        knobs.join(", ")
+                    );
                 } else {
                     let _ = writeln!(
                         out,
@@ -162,7 +174,11 @@ impl AuditReport {
                         super::search::MAX_KNOBS,
                         r.profile,
                         knobs.join(", "),
-                        r.remaining.iter().map(|d| d.behaviour.key()).collect::<Vec<_>>().join(", ")
+                        r.remaining
+                            .iter()
+                            .map(|d| d.behaviour.key())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 }
             }

@@ -17,12 +17,22 @@ pub const MAX_KNOBS: usize = 4;
 pub fn knobs() -> Vec<(&'static str, Vec<Value>)> {
     let bools = || vec![json!(true), json!(false)];
     vec![
-        ("reuse_policy", vec![json!("grace-then-forbidden"), json!("grace-then-unknown"), json!("single-use")]),
+        (
+            "reuse_policy",
+            vec![
+                json!("grace-then-forbidden"),
+                json!("grace-then-unknown"),
+                json!("single-use"),
+            ],
+        ),
         ("rotate_refresh_tokens", bools()),
         ("revoke_old_access_token", bools()),
         ("keep_used_access_token_of_dropped_generation", bools()),
         ("expired_token_soft_logout", bools()),
-        ("refresh_failure_soft_logout", vec![Value::Null, json!(true), json!(false)]),
+        (
+            "refresh_failure_soft_logout",
+            vec![Value::Null, json!(true), json!(false)],
+        ),
         ("serve_v1_refresh", bools()),
         ("serve_unstable_refresh", bools()),
         ("dialect", vec![json!("synapse"), json!("spec"), json!("mas")]),
