@@ -131,7 +131,7 @@ Examples:
 
 const AUDIT_HELP: &str = "Audit how a deployed homeserver really refreshes access tokens.
 
-Runs a fixed probe of about 17 steps (26 requests against Synapse; docs/audit.md lists them):
+Runs a fixed probe of about 17 steps (25 requests against Synapse; docs/audit.md lists them):
 /versions and auth_metadata, login (or --register) with refresh_token: true, /refresh at each path
 version, rotation, the old access token before and after the new one is used, the old refresh
 token again before and after its successor is used, an expired token (only when the announced

@@ -9,7 +9,8 @@ use rotary_server::{FaultRule, MockHomeserver, Profile, ServerConfig};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-const LIFETIME: Duration = Duration::from_secs(2);
+/// 3 s: long enough that a loaded machine does not push a token near its expiry mid-probe.
+const LIFETIME: Duration = Duration::from_secs(3);
 
 async fn mock(cfg: ServerConfig, faults: &[&str]) -> MockHomeserver {
     let mut b = MockHomeserver::builder().config(cfg);
@@ -279,7 +280,7 @@ async fn rate_limits_are_honoured_then_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_audit_logs_its_devices_out() {
     let server = mock(profile_config(Profile::Synapse), &[]).await;
-    // Interrupted during the expiry wait (the 2 s lifetime).
+    // Interrupted during the expiry wait (the 3 s lifetime).
     let cancel = tokio::time::sleep(Duration::from_millis(800));
     let err = run_audit(&AuditOptions::new(server.url(), Credentials::Register), cancel)
         .await

@@ -1,4 +1,4 @@
-//! The probe: a fixed sequence of real requests (about 17 steps, 26 requests against Synapse)
+//! The probe: a fixed sequence of real requests (about 17 steps, 25 requests against Synapse)
 //! that observes every behaviour of [`Behaviour`]. The same probe runs against the server under
 //! audit and against the embedded mocks that predict each profile's values.
 //!
