@@ -276,3 +276,49 @@ pub fn verdict(b: Behaviour, value: &str) -> Option<Verdict> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn differences_skip_informational_and_not_applicable_rows() {
+        let mut a = Observations::default();
+        let mut b = Observations::default();
+        a.set(Behaviour::Versions, "v1.12");
+        b.set(Behaviour::Versions, "v1.15");
+        a.set(
+            Behaviour::OldAccessAfterUse,
+            "n/a (the token was about to expire)",
+        );
+        b.set(Behaviour::OldAccessAfterUse, "200");
+        assert!(a.differences(&b).is_empty());
+        a.set(Behaviour::ReuseAfterUse, "403 M_FORBIDDEN");
+        b.set(Behaviour::ReuseAfterUse, "401 M_UNKNOWN_TOKEN");
+        let d = a.differences(&b);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].behaviour.key(), "reuse_after_use");
+    }
+
+    #[test]
+    fn verdicts_flag_broken_musts_only() {
+        let ok = verdict(Behaviour::ReuseAfterUse, "403 M_FORBIDDEN").unwrap();
+        assert!(!ok.ok && ok.level == Level::Should, "{ok:?}");
+        let broken = verdict(Behaviour::ReuseAfterUse, "200").unwrap();
+        assert!(!broken.ok && broken.level == Level::Must);
+        assert!(broken.cell().starts_with("MUST BROKEN"));
+        let mas = verdict(Behaviour::ReuseBeforeUse, "401 M_UNKNOWN_TOKEN").unwrap();
+        assert_eq!((mas.level, mas.ok), (Level::Must, false));
+        let soft = verdict(Behaviour::ExpiredAccess, "401 M_UNKNOWN_TOKEN sl=false").unwrap();
+        assert_eq!((soft.level, soft.ok), (Level::Should, false));
+        assert!(verdict(Behaviour::ExpiredAccess, "skipped: lifetime 5m > --max-wait 2m").is_none());
+        assert!(verdict(Behaviour::TokenShape, "syt_ syr_").is_none());
+    }
+
+    #[test]
+    fn every_behaviour_has_a_key_and_a_title() {
+        for b in Behaviour::ALL {
+            assert!(!b.key().is_empty() && !b.title().is_empty(), "{b:?}");
+        }
+    }
+}

@@ -671,3 +671,31 @@ impl Probe<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_round_to_100_ms() {
+        assert_eq!(lifetime_value(2995), "3s");
+        assert_eq!(lifetime_value(299_995), "5m");
+        assert_eq!(lifetime_value(1500), "1s 500ms");
+        assert_eq!(parse_lifetime("3s"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_lifetime("absent"), None);
+    }
+
+    #[test]
+    fn newest_version_prefers_v_over_r() {
+        let body = json!({"versions": ["r0.6.1", "v1.1", "v1.12", "v1.3"]});
+        assert_eq!(newest_version(&body).as_deref(), Some("v1.12"));
+        assert_eq!(newest_version(&json!({"versions": "x"})), None);
+        assert_eq!(newest_version(&Value::Null), None);
+    }
+
+    #[test]
+    fn token_prefixes() {
+        assert_eq!(prefix("syt_YWxpY2U_abc_123"), "syt_");
+        assert_eq!(prefix("opaque"), "?");
+    }
+}
