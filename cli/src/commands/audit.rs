@@ -15,7 +15,7 @@ pub struct AuditArgs {
     #[arg(long, value_name = "URL")]
     pub homeserver: String,
     /// An existing account to log in as (`logout/all` is then not probed).
-    #[arg(long, value_name = "USER", requires = "password")]
+    #[arg(long, value_name = "USER")]
     pub user: Option<String>,
     /// The account's password.
     #[arg(
@@ -26,7 +26,7 @@ pub struct AuditArgs {
     )]
     pub password: Option<String>,
     /// Register a fresh account with m.login.dummy instead (also probes `logout/all`).
-    #[arg(long, conflicts_with_all = ["user", "password"])]
+    #[arg(long, conflicts_with = "user")]
     pub register: bool,
     /// The longest wait for an access token to expire; longer lifetimes are not waited out.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2m")]
@@ -47,11 +47,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Runs `rotary audit`; exit 0 when the audit ran (an error is exit 2 through `main`).
 pub async fn run(args: AuditArgs) -> anyhow::Result<u8> {
     let credentials = match (&args.user, &args.password, args.register) {
-        (Some(user), Some(password), false) => Credentials::Login {
+        (Some(user), Some(password), _) => Credentials::Login {
             user: user.clone(),
             password: password.clone(),
         },
-        _ => Credentials::Register,
+        (Some(_), None, _) => anyhow::bail!("--user needs --password (or ROTARY_AUDIT_PASSWORD)"),
+        (None, _, _) => Credentials::Register,
     };
     let mut opts = AuditOptions::new(args.homeserver.clone(), credentials);
     opts.probe.max_wait = args.max_wait;
