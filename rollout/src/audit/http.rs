@@ -32,6 +32,8 @@ pub struct Answer {
     pub body: Value,
     /// The `Content-Type` header.
     pub content_type: String,
+    /// The `Retry-After` header in milliseconds (seconds form only).
+    pub retry_after_header_ms: Option<u64>,
 }
 
 impl Answer {
@@ -259,6 +261,7 @@ impl Http {
                 .body
                 .get("retry_after_ms")
                 .and_then(Value::as_u64)
+                .or(answer.retry_after_header_ms)
                 .unwrap_or(1000);
             let wait = Duration::from_millis(retry_after_ms);
             if attempts >= MAX_ATTEMPTS || wait > MAX_RETRY_AFTER {
@@ -350,6 +353,12 @@ impl Http {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
+            let retry_after_header_ms = resp
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|secs| secs.saturating_mul(1000));
             let collected = Limited::new(resp.into_body(), MAX_ANSWER)
                 .collect()
                 .await
@@ -360,6 +369,7 @@ impl Http {
                 status,
                 body,
                 content_type,
+                retry_after_header_ms,
             })
         };
         let answer = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {

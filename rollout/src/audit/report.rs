@@ -120,7 +120,7 @@ impl AuditReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "rotary audit of {} ({}; {} requests in {:.1} s)\n",
+            "rotary audit of {} ({}; {} requests in {:.2} s)\n",
             self.homeserver,
             self.mode,
             self.requests,
