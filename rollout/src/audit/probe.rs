@@ -662,10 +662,12 @@ impl Probe<'_> {
         let step = self.step("after logout/all");
         let v = match (&rt, &self.refresh_path) {
             (Some(rt), Some(_)) => self.refresh(&step, rt).await?.outcome(),
-            _ => self
-                .get(&step, "/_matrix/client/v3/account/whoami", Some(at))
-                .await?
-                .outcome(),
+            _ => format!(
+                "{} (access token)",
+                self.get(&step, "/_matrix/client/v3/account/whoami", Some(at))
+                    .await?
+                    .outcome()
+            ),
         };
         self.obs.set(B::LogoutAllRefresh, v);
         Ok(())
