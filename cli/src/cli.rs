@@ -1,5 +1,6 @@
 //! The `rotary` command line: subcommands and their help.
 
+use crate::commands::audit::AuditArgs;
 use crate::commands::explain::ExplainArgs;
 use crate::commands::list::ListArgs;
 use crate::commands::proxy::ProxyArgs;
@@ -22,6 +23,8 @@ use clap::{Parser, Subcommand};
         lifetimes, fault injection, a control API at /_rotary and a trace of every request.\n\
         `rotary proxy --upstream URL` puts the same faults and live judgement in front of a real\n\
         homeserver, for rollout testing with real apps.\n\
+        `rotary audit --homeserver URL` probes how a real server refreshes and writes a config that\n\
+        makes the mock behave the same.\n\
         See `rotary <command> --help`, the README and docs/.",
     propagate_version = true
 )]
@@ -50,6 +53,9 @@ pub enum Command {
     /// A fault-injecting, watching reverse proxy in front of a real homeserver (rollout testing).
     #[command(long_about = PROXY_HELP)]
     Proxy(ProxyArgs),
+    /// Audit how a deployed homeserver refreshes: which profile it matches, a config that mimics it.
+    #[command(long_about = AUDIT_HELP)]
+    Audit(AuditArgs),
     /// Soak: many sessions for a long time, faults on a seeded schedule, thresholds as the gate.
     #[command(long_about = SOAK_HELP)]
     Soak(SoakArgs),
@@ -122,6 +128,40 @@ Examples:
   rotary serve --set rotate_refresh_tokens=false --set refresh_failure_soft_logout=true
   rotary serve --fault 'endpoint = \"refresh\", nth = 1, action = { kind = \"commit_then_drop\" }'
   rotary serve --config rotary.toml --port 0";
+
+const AUDIT_HELP: &str = "Audit how a deployed homeserver really refreshes access tokens.
+
+Runs a fixed probe of about 17 steps (25 requests against Synapse; docs/audit.md lists them):
+/versions and auth_metadata, login (or --register) with refresh_token: true, /refresh at each path
+version, rotation, the old access token before and after the new one is used, the old refresh
+token again before and after its successor is used, an expired token (only when the announced
+lifetime is within --max-wait; otherwise the row says skipped), refresh after expiry, the tokens
+after logout and (with --register) after logout/all. It honours 429 retry_after_ms (bounded),
+creates at most two devices and logs every one out at the end, also on an error or Ctrl-C. With
+--user it never calls logout/all: the user's other sessions survive.
+
+The same probe then runs against Rotary's mock once per profile (synapse, spec, mas, no-refresh,
+oauth-spec), so each prediction column is what the mock really answers. The table shows the
+observed value per behaviour, `=` where a profile predicts the same, and the spec's verdict (a
+broken `must` is flagged); then `matches profile X`, or the closest profile, the differences
+and the knobs (at most 4) that make the mock reproduce the server.
+
+--json FILE writes the raw observations (tokens as labels at0, rt0, never the tokens), the
+predictions, `profile` (or `closest_profile` and `differences`) and every request.
+--profile-out FILE writes the server config (the TOML `rotary serve --config` reads) that
+reproduces the observation: `rotary run --server-config FILE` then runs the whole catalogue
+against a mock that behaves like your server.
+
+Exit code: 0 when the audit ran (whatever it found), 2 when it could not (unreachable, TLS error,
+wrong password, registration closed, not a Matrix server, still rate-limited): a one-line error
+naming the step.
+
+Examples:
+  rotary audit --homeserver https://staging.example.org --register --json audit.json \\
+      --profile-out staging.toml
+  rotary audit --homeserver https://staging.example.org --user qa-bot --password \"$PW\" --max-wait 5m
+  rotary run --server-config staging.toml      # the catalogue against a mock like staging
+  rotary serve --config staging.toml           # the mock alone, behaving like staging";
 
 const SOAK_HELP: &str =
     "Soak: many sessions against the embedded mock homeserver (or a real one) for a long time.

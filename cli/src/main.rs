@@ -13,6 +13,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.verbose {
         0 if matches!(cli.command, Command::ReferenceDriver(_)) => "warn,rotary_reference=info",
+        0 if matches!(cli.command, Command::Audit(_)) => "warn",
         0 if matches!(cli.command, Command::Soak(_)) => "warn,rotary=info,rotary_reference=error",
         0 => "warn,rotary=info,rotary_harness=info",
         1 => "info,rotary_server=debug",
@@ -46,6 +47,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Proxy(args) => {
             let code = runtime.block_on(commands::proxy::run(args))?;
+            return Ok(std::process::ExitCode::from(code));
+        }
+        Command::Audit(args) => {
+            let code = runtime.block_on(commands::audit::run(args))?;
             return Ok(std::process::ExitCode::from(code));
         }
         Command::Soak(args) => {

@@ -10,6 +10,7 @@
 //! All three judge with `rotary_judge::live`, the same invariants `rotary run` reports.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod proxy;
 pub mod soak;
 

@@ -1,5 +1,6 @@
 //! The commands: one module each, turning parsed flags into calls of Rotary's libraries.
 
+pub mod audit;
 pub mod explain;
 pub mod list;
 pub mod proxy;

@@ -6,6 +6,7 @@ use clap::Args;
 use rotary_harness::{
     Expectations, Partition, RunConfig, RunReport, Selection, default_jobs, report, run_scenarios,
 };
+use rotary_server::ServerConfig;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +49,11 @@ pub struct RunArgs {
     /// Override every scenario's per-call timeout (e.g. `60s` for a slow client).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub call_timeout: Option<Duration>,
+    /// A server config file (the TOML `rotary serve --config` and `rotary audit --profile-out`
+    /// write): every scenario's mock starts from it, with the scenario's own `[server]` knobs applied
+    /// on top (except its `profile`). `[[fault]]` and `[[user]]` tables are refused.
+    #[arg(long, value_name = "FILE")]
+    pub server_config: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -75,12 +81,49 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         tags: args.tags.clone(),
         partition: args.partition,
     };
-    let picked: Vec<_> = catalogue
+    let mut picked: Vec<_> = catalogue
         .select(&selection)
         .map_err(anyhow::Error::msg)?
         .into_iter()
         .cloned()
         .collect();
+    if let Some(path) = &args.server_config {
+        let base = load_server_config(path)?;
+        // Scenarios that cannot hold against this server's config are left out, and said so:
+        // those of the OAuth 2.0 API where it is not served, and those about one profile's own
+        // behaviour (tagged with its name: `profiles.mas`, `lost-response.refresh-mas`) when the
+        // config starts from another profile.
+        let why = |s: &rotary_harness::Scenario| -> Option<&'static str> {
+            if (s.id.starts_with("oauth.") || s.has_tag("oauth")) && !base.oauth {
+                Some("the config does not serve the OAuth 2.0 API")
+            } else if s.server.profile != base.profile && s.has_tag(s.server.profile.name()) {
+                Some("they are about another profile's behaviour")
+            } else {
+                None
+            }
+        };
+        let mut left_out: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        let mut runnable = Vec::new();
+        for s in picked {
+            match why(&s) {
+                Some(reason) => left_out.entry(reason).or_default().push(s.id.clone()),
+                None => runnable.push(s),
+            }
+        }
+        for (reason, ids) in &left_out {
+            eprintln!(
+                "rotary: --server-config {}: {} scenario(s) left out, {reason}: {}",
+                path.display(),
+                ids.len(),
+                ids.join(", ")
+            );
+        }
+        picked = runnable;
+        for s in &mut picked {
+            s.server = on_top(&base, &s.server_table)
+                .with_context(|| format!("{}: [server] over {}", s.id, path.display()))?;
+        }
+    }
     let expect = match &args.expect {
         Some(p) => {
             let e = Expectations::load(p)?;
@@ -127,6 +170,33 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     Ok(if run.summary.ok { 0 } else { 1 })
 }
 
+/// Reads a `--server-config` file: knobs only.
+pub fn load_server_config(path: &std::path::Path) -> anyhow::Result<ServerConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    for (key, what) in [("fault", "[[fault]]"), ("user", "[[user]]")] {
+        if table.contains_key(key) {
+            anyhow::bail!(
+                "{}: {what} tables are not allowed in --server-config (the scenarios bring their own faults and users); keep only the knobs",
+                path.display()
+            );
+        }
+    }
+    ServerConfig::from_toml(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// A scenario's `[server]` table applied over the `--server-config` knobs, without its `profile`.
+pub fn on_top(base: &ServerConfig, server_table: &serde_json::Value) -> anyhow::Result<ServerConfig> {
+    let mut patch = server_table.clone();
+    if let serde_json::Value::Object(m) = &mut patch {
+        m.remove("profile");
+    } else {
+        patch = serde_json::Value::Object(serde_json::Map::new());
+    }
+    Ok(base.patched(&patch)?)
+}
+
 fn write_reports(run: &RunReport, args: &RunArgs) -> anyhow::Result<()> {
     if let Some(p) = &args.json {
         report::write_json(run, p).with_context(|| format!("cannot write {}", p.display()))?;
@@ -139,4 +209,53 @@ fn write_reports(run: &RunReport, args: &RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write the HTML report into {}", d.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_config_refuses_faults_and_users_and_scenarios_apply_on_top() {
+        let dir = tempfile_dir();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "profile = \"mas\"\nrefreshable_access_token_lifetime = \"3s\"\n",
+        )
+        .unwrap();
+        let base = load_server_config(&good).unwrap();
+        assert_eq!(base.profile, rotary_server::Profile::Mas);
+        let table = serde_json::json!({"profile": "synapse", "rotate_refresh_tokens": false});
+        let cfg = on_top(&base, &table).unwrap();
+        assert_eq!(
+            cfg.profile,
+            rotary_server::Profile::Mas,
+            "the scenario's profile is not applied"
+        );
+        assert!(!cfg.rotate_refresh_tokens, "the scenario's knobs are");
+        assert_eq!(
+            cfg.refreshable_access_token_lifetime,
+            Some(Duration::from_secs(3))
+        );
+        for (name, text) in [
+            (
+                "fault.toml",
+                "[[fault]]\nendpoint = \"refresh\"\naction = { kind = \"reset\" }\n",
+            ),
+            ("user.toml", "[[user]]\nname = \"bob\"\npassword = \"x\"\n"),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            let err = load_server_config(&p).unwrap_err().to_string();
+            assert!(err.contains("not allowed in --server-config"), "{err}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rotary-run-server-config-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
 }

@@ -291,6 +291,12 @@ fn repo_root() -> PathBuf {
 
 impl Synapse {
     pub fn start(name: &str, port: u16) -> Option<Synapse> {
+        Synapse::start_with(name, port, "3s")
+    }
+
+    /// A Synapse whose `refreshable_access_token_lifetime` is `lifetime` (`3s`; `null` turns
+    /// refresh tokens off).
+    pub fn start_with(name: &str, port: u16, lifetime: &str) -> Option<Synapse> {
         let root = repo_root();
         // One virtualenv for every test and fidelity/check.sh (installing takes minutes).
         let shared = std::env::var("ROTARY_SYNAPSE_VENV_DIR")
@@ -298,6 +304,9 @@ impl Synapse {
         let dir = std::env::temp_dir().join(format!("rotary-{name}-synapse-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let venv = PathBuf::from(&shared).join("venv");
+        // Tests of one binary run at once: one installs, the others wait for it.
+        static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !venv.join("bin/python").exists() {
             let ok = std::process::Command::new(root.join("fidelity/run-synapse.sh"))
                 .arg("install")
@@ -306,17 +315,18 @@ impl Synapse {
                 .is_ok_and(|s| s.success());
             if !ok {
                 eprintln!(
-                    "SKIPPED: Synapse could not be installed from PyPI (fidelity/run-synapse.sh install); the proxy's Synapse tests need it"
+                    "SKIPPED: Synapse could not be installed from PyPI (fidelity/run-synapse.sh install); the tests against a real Synapse need it"
                 );
                 return None;
             }
         }
+        drop(installing);
         let _ = std::os::unix::fs::symlink(&venv, dir.join("venv"));
         let status = std::process::Command::new(root.join("fidelity/run-synapse.sh"))
             .arg("start")
             .env("SYNAPSE_DIR", &dir)
             .env("SYNAPSE_PORT", port.to_string())
-            .env("LIFETIME", "3s")
+            .env("LIFETIME", lifetime)
             .stdout(std::process::Stdio::null())
             .status();
         if !status.is_ok_and(|s| s.success()) {
