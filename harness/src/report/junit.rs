@@ -174,7 +174,7 @@ fn details(r: &ScenarioReport) -> String {
     );
     if let Some(p) = &r.repeat {
         s.push_str(&format!(
-            "passed {} of {} runs; the evidence below is run {}'s\n",
+            "passed {} of {} runs; the evidence below is from run {}\n",
             p.passes, p.runs, p.evidence_run
         ));
     }
