@@ -84,8 +84,9 @@ pub fn default_jobs() -> usize {
 /// finishes (for a progress bar: `scenarios.len() * repeat` calls). Scenario problems become
 /// verdicts; this never fails.
 ///
-/// With `repeat` N > 1, run *k* of every scenario is queued before run *k + 1* of any, so the
-/// runs of one scenario are spread over the run rather than back to back.
+/// Runs start in queue order: with `repeat` N > 1, run *k* of every scenario (in the given order)
+/// before run *k + 1* of any, so the runs of one scenario are spread over the run rather than back
+/// to back.
 pub async fn run_scenarios(
     scenarios: &[Scenario],
     cfg: &RunConfig,
@@ -105,11 +106,13 @@ pub async fn run_scenarios(
         for (i, s) in scenarios.iter().enumerate() {
             let s = s.clone();
             let opts = opts.clone();
-            let permits = Arc::clone(&permits);
             let on_done = Arc::clone(&on_done);
             let expected = cfg.expectations.expected(&s.id);
+            // Taken here, in queue order, so runs start in that order (tasks are not polled in
+            // spawn order).
+            let permit = Arc::clone(&permits).acquire_owned().await;
             tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await;
+                let _permit = permit;
                 let (mut report, info) = run_scenario(&s, &opts).await;
                 report.expected_failure = expected != Expected::Pass;
                 report.expected_flaky = expected == Expected::Flaky;
