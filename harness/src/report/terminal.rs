@@ -211,16 +211,17 @@ pub fn render_failures(run: &RunReport, color: bool) -> String {
             r.id,
             r.verdict
         ));
-        if r.verdict == Verdict::Flaky && !r.expected_flaky {
-            if let Some(p) = &r.repeat {
-                out.push_str(&format!(
-                    "{} {} — listed in --expect as a known failure, but it passed in {} of {} runs; mark it flaky (`# flaky: why`)\n",
-                    st.yellow("!"),
-                    r.id,
-                    p.passes,
-                    p.runs
-                ));
-            }
+        if r.verdict == Verdict::Flaky
+            && !r.expected_flaky
+            && let Some(p) = &r.repeat
+        {
+            out.push_str(&format!(
+                "{} {} — listed in --expect as a known failure, but it passed in {} of {} runs; mark it flaky (`# flaky: why`)\n",
+                st.yellow("!"),
+                r.id,
+                p.passes,
+                p.runs
+            ));
         }
     }
     for r in unexpected_passes {
