@@ -123,6 +123,7 @@ fn junit_and_html_of_repeated_runs() {
     );
     assert!(index.contains(">2/3</span>"));
     assert!(index.contains("flaky (over 3 runs each)"));
+    assert!(index.contains("passed in some runs: mark it flaky"), "{index}");
     let page = std::fs::read_to_string(dir.path().join("lost-response.commit-then-drop.html")).expect("page");
     assert!(page.contains("Passed 2 of 3 runs (pass rate 0.667: 1 fail, 2 pass). What follows is run 2"));
 }

@@ -248,6 +248,7 @@ fn index_page(run: &RunReport, names: &[String]) -> String {
         .filter(|(_, r)| {
             (r.verdict.is_failure() && !r.expected_failure)
                 || (r.expected_failure && r.verdict == Verdict::Pass)
+                || (r.expected_failure && !r.expected_flaky && r.verdict == Verdict::Flaky)
         })
         .collect();
     if !attention.is_empty() {
@@ -255,18 +256,23 @@ fn index_page(run: &RunReport, names: &[String]) -> String {
             "<h2>Needs attention</h2>\n<table>\n<tr><th>scenario</th><th>verdict</th><th>why</th></tr>\n",
         );
         for (i, r) in attention {
-            let why = r
-                .failed_checks()
-                .next()
-                .map(|c| format!("{}: expected {}, got {}", c.description, c.expected, c.actual))
-                .or_else(|| r.message.clone())
-                .unwrap_or_else(|| {
-                    if r.verdict == Verdict::Pass {
-                        "passed, but --expect lists it as a known failure: remove it from the list".to_owned()
-                    } else {
-                        String::new()
-                    }
-                });
+            let unmarked = r.expected_failure && !r.expected_flaky && r.verdict == Verdict::Flaky;
+            let why = if unmarked {
+                "--expect lists it as a plain known failure, but it passed in some runs: mark it flaky (`# flaky: why`)".to_owned()
+            } else {
+                r.failed_checks()
+                    .next()
+                    .map(|c| format!("{}: expected {}, got {}", c.description, c.expected, c.actual))
+                    .or_else(|| r.message.clone())
+                    .unwrap_or_else(|| {
+                        if r.verdict == Verdict::Pass {
+                            "passed, but --expect lists it as a known failure: remove it from the list"
+                                .to_owned()
+                        } else {
+                            String::new()
+                        }
+                    })
+            };
             let _ = writeln!(
                 o,
                 "<tr><td class=\"mono\"><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
