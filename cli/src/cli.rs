@@ -72,15 +72,17 @@ driver speaks Rotary's driver protocol (JSON-RPC on stdin/stdout, see docs/proto
 
 Verdicts: pass, fail (a `must` check failed), non-strict (a `should` check failed), info,
 skipped (the driver lacks a capability), error (the driver crashed or broke the protocol),
-timeout. Exit code: 0 when every non-skipped `must` scenario passed (or failed as `--expect`
-said), 1 otherwise, 2 on a usage or catalogue error.
+timeout; with `--repeat N`, flaky (some runs failed, some did not). Exit code: 0 when every
+non-skipped `must` scenario passed (or failed as `--expect` said), 1 otherwise, 2 on a usage or
+catalogue error.
 
 Examples:
   rotary run                                   # everything, reference client
   rotary run 'concurrency.*' 'faults.refresh-5*' # a selection (ids and tags narrow each other)
   rotary run --bug refresh-per-401             # the reference client with one of its bugs
   rotary run --driver 'node my-driver.js' --expect known-failures.txt --json out.json --html report/
-  rotary run --partition 2/4 --junit junit.xml # shard 2 of 4 for a CI matrix";
+  rotary run --partition 2/4 --junit junit.xml # shard 2 of 4 for a CI matrix
+  rotary run --repeat 10 --json out.json       # each scenario 10 times: pass rates, flaky ones";
 
 const PROXY_HELP: &str = "A reverse proxy in front of a real homeserver, for rollout testing.
 

@@ -192,3 +192,42 @@ fn list_and_explain_show_the_catalogue() {
             .is_dir()
     );
 }
+
+#[test]
+fn repeat_runs_each_scenario_n_times_and_is_bounded() {
+    let dir = tmp("repeat");
+    let json = dir.join("r.json");
+    let o = rotary(&[
+        "run",
+        "expiry.reactive-401",
+        "--repeat",
+        "3",
+        "--all",
+        "--no-progress",
+        "--json",
+        json.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("pass        must         3/3 expiry.reactive-401"),
+        "{out}"
+    );
+    assert!(out.contains("1 scenario × 3 runs: 1 pass,"), "{out}");
+    assert!(out.contains(", 0 flaky in "), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("valid json");
+    let s = &report["scenarios"][0];
+    assert_eq!(
+        (&s["runs"], &s["passes"], &s["pass_rate"]),
+        (&3.into(), &3.into(), &1.0.into())
+    );
+    assert_eq!(report["summary"]["repeat"], 3);
+    for bad in ["0", "1001", "many"] {
+        let o = rotary(&["run", "expiry.reactive-401", "--repeat", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", text(&o));
+        assert!(text(&o).contains("--repeat"), "{}", text(&o));
+    }
+    let o = rotary(&["run", "expiry.reactive-401", "--repeat", "0"]);
+    assert!(text(&o).contains("between 1 and 1000, not 0"), "{}", text(&o));
+}

@@ -84,6 +84,7 @@ fn early(s: &Scenario, verdict: Verdict, message: Option<String>, started: Insta
         references: s.references.clone(),
         verdict,
         expected_failure: false,
+        expected_flaky: false,
         message,
         duration_ms: ms(started.elapsed()),
         waited_ms: 0,
@@ -96,6 +97,7 @@ fn early(s: &Scenario, verdict: Verdict, message: Option<String>, started: Insta
         transcript: Vec::new(),
         violations: Vec::new(),
         facts: BTreeMap::new(),
+        repeat: None,
     }
 }
 

@@ -8,7 +8,13 @@
 //! # matrix-js-sdk 43.0.0
 //! lost-response.mas        # retries with the consumed token forever — matrix-js-sdk#1234
 //! faults.refresh-hang
+//! concurrency.401-storm    # flaky: a late 401 starts a second /refresh — fails in some runs only
 //! ```
+//!
+//! An entry is **flaky** when the word `flaky` appears in its comment before the comment's first
+//! `:` (`# flaky: why`, `# should, flaky: why`, `# flaky`). With `rotary run --repeat N`, a run
+//! flags a flaky entry whose scenario never failed in N runs, and a plain entry whose scenario
+//! passed in some of them (it should be marked flaky).
 
 use rotary_server::glob_match;
 use std::path::Path;
@@ -18,6 +24,31 @@ use std::path::Path;
 pub struct Expectations {
     /// (pattern, line number, reason).
     entries: Vec<(String, usize, String)>,
+}
+
+/// What the expectations file says about one scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Not listed: it must pass.
+    Pass,
+    /// Listed: a known failure, in every run.
+    Failure,
+    /// Listed with `flaky` in the comment: fails in some runs only.
+    Flaky,
+}
+
+/// Whether a reason comment marks its entry flaky: the word `flaky` before the first `:`.
+///
+/// ```
+/// use rotary_harness::is_flaky_reason;
+/// assert!(is_flaky_reason("flaky: a late 401 starts a second /refresh"));
+/// assert!(is_flaky_reason("should, flaky: same cause"));
+/// assert!(!is_flaky_reason("retries forever — see the flaky-test issue: #12"));
+/// ```
+pub fn is_flaky_reason(reason: &str) -> bool {
+    let head = reason.split(':').next().unwrap_or("");
+    head.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+        .any(|w| w.eq_ignore_ascii_case("flaky"))
 }
 
 /// A mistake in an expectations file.
@@ -71,6 +102,16 @@ impl Expectations {
         self.entries.iter().any(|(p, _, _)| glob_match(p, id))
     }
 
+    /// What the file expects of a scenario: the first matching entry decides whether it is
+    /// marked flaky.
+    pub fn expected(&self, id: &str) -> Expected {
+        match self.entries.iter().find(|(p, _, _)| glob_match(p, id)) {
+            None => Expected::Pass,
+            Some((_, _, r)) if is_flaky_reason(r) => Expected::Flaky,
+            Some(_) => Expected::Failure,
+        }
+    }
+
     /// The reason given for a scenario, if any.
     pub fn reason(&self, id: &str) -> Option<&str> {
         self.entries
@@ -106,10 +147,45 @@ mod tests {
         assert!(!e.lists("login.y"));
         assert_eq!(e.reason("faults.a"), Some("flaky server"));
         assert_eq!(e.unmatched(["login.x"]), vec!["line 2: faults.*".to_owned()]);
+        assert_eq!(e.expected("faults.a"), Expected::Flaky);
+        assert_eq!(e.expected("login.x"), Expected::Failure);
+        assert_eq!(e.expected("login.y"), Expected::Pass);
         let err = Expectations::parse("a b\n", "f").unwrap_err().to_string();
         assert_eq!(
             err,
             "f:1: \"a b\": one scenario id per line (put reasons after `#`)"
         );
+    }
+
+    #[test]
+    fn flaky_is_a_word_before_the_first_colon() {
+        for yes in [
+            "flaky",
+            "flaky: same cause",
+            "Flaky, see below",
+            "should, flaky: same cause, 2 refreshes within 1 s",
+        ] {
+            assert!(is_flaky_reason(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "retries forever",
+            "not judged: the test is flaky",
+            "auth-metadata-flaky is broken",
+            "flakyness",
+        ] {
+            assert!(!is_flaky_reason(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_repositorys_flaky_comments_are_recognised() {
+        let text = include_str!("../../drivers/matrix-rust-sdk/expected-failures.txt");
+        let e = Expectations::parse(text, "rust").unwrap();
+        assert_eq!(e.expected("concurrency.401-storm"), Expected::Flaky);
+        assert_eq!(e.expected("concurrency.refresh-storm-rate"), Expected::Flaky);
+        let js = include_str!("../../drivers/matrix-js-sdk/expected-failures-43.txt");
+        let e = Expectations::parse(js, "js").unwrap();
+        assert_eq!(e.expected("oauth.auth-metadata-flaky"), Expected::Failure);
     }
 }

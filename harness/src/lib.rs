@@ -32,14 +32,15 @@ mod execute;
 mod expect;
 pub mod record;
 mod redact;
+pub mod repeat;
 pub mod report;
 mod runner;
 pub mod scenario;
 pub mod steps;
 
 pub use catalogue::{Catalogue, CatalogueError, Partition, Selection, default_dir};
-pub use expect::{ExpectError, Expectations};
-pub use record::{DriverInfo, Level, RunReport, SCHEMA_VERSION, ScenarioReport, Summary, Verdict};
+pub use expect::{ExpectError, Expectations, Expected, is_flaky_reason};
+pub use record::{DriverInfo, Level, Repeats, RunReport, SCHEMA_VERSION, ScenarioReport, Summary, Verdict};
 pub use redact::redact_tokens;
 pub use runner::{RunConfig, default_jobs, run_scenarios};
 pub use scenario::{Scenario, ScenarioError, server_lines};

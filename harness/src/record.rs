@@ -30,11 +30,13 @@ pub enum Verdict {
     Error,
     /// A call or the whole scenario ran out of time.
     Timeout,
+    /// With `--repeat N`: some runs passed and some failed.
+    Flaky,
 }
 
 impl Verdict {
     /// Every verdict, in report order.
-    pub const ALL: [Verdict; 7] = [
+    pub const ALL: [Verdict; 8] = [
         Verdict::Pass,
         Verdict::Fail,
         Verdict::NonStrict,
@@ -42,6 +44,7 @@ impl Verdict {
         Verdict::Skipped,
         Verdict::Error,
         Verdict::Timeout,
+        Verdict::Flaky,
     ];
 
     /// The verdict's name as reports print it.
@@ -54,6 +57,7 @@ impl Verdict {
             Verdict::Skipped => "skipped",
             Verdict::Error => "error",
             Verdict::Timeout => "timeout",
+            Verdict::Flaky => "flaky",
         }
     }
 
@@ -61,7 +65,7 @@ impl Verdict {
     pub fn is_failure(self) -> bool {
         matches!(
             self,
-            Verdict::Fail | Verdict::NonStrict | Verdict::Error | Verdict::Timeout
+            Verdict::Fail | Verdict::NonStrict | Verdict::Error | Verdict::Timeout | Verdict::Flaky
         )
     }
 }
@@ -112,6 +116,31 @@ pub struct Summary {
     pub ok: bool,
     /// Wall time of the run, ms.
     pub duration_ms: u64,
+    /// With `--repeat N` (N > 1): the runs per scenario (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+    /// With `--repeat N` (N > 1): scenarios whose runs were mixed, verdict `flaky`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flaky: Option<usize>,
+    /// With `--repeat N` (N > 1): scenarios listed in `--expect` as plain known failures that
+    /// passed in some runs (the entry should be marked flaky).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmarked_flaky: Option<usize>,
+}
+
+/// How the runs of one scenario went, with `--repeat N` (N > 1).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Repeats {
+    /// How many times the scenario ran.
+    pub runs: u32,
+    /// Runs that did not fail: verdict `pass` (or `info`, `skipped` for such scenarios).
+    pub passes: u32,
+    /// `passes / runs`, rounded to 3 decimals.
+    pub pass_rate: f64,
+    /// Runs per verdict name (only verdicts that occurred).
+    pub verdicts: BTreeMap<String, u32>,
+    /// The 1-based run whose evidence the report keeps: the first failing run, else run 1.
+    pub evidence_run: u32,
 }
 
 /// One line of the exchange with the driver.
@@ -144,6 +173,9 @@ pub struct ScenarioReport {
     pub verdict: Verdict,
     /// Listed in the `--expect` file as a known failure.
     pub expected_failure: bool,
+    /// Listed in the `--expect` file as flaky (`# flaky: why`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expected_flaky: bool,
     /// For error, timeout and skipped: what happened, naming the scenario and the step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -175,6 +207,11 @@ pub struct ScenarioReport {
     /// Extra facts (e.g. `"driver_exit": "signal 9"`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub facts: BTreeMap<String, String>,
+    /// With `--repeat N` (N > 1): the runs' pass rate and verdicts, flattened into the entry
+    /// (`runs`, `passes`, `pass_rate`, `verdicts`, `evidence_run`). Everything else in the entry
+    /// is the run named by `evidence_run`.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeats>,
 }
 
 impl ScenarioReport {
@@ -199,6 +236,10 @@ pub struct RunReport {
     pub summary: Summary,
     /// Every selected scenario, in catalogue order.
     pub scenarios: Vec<ScenarioReport>,
+    /// What the `--expect` file got wrong with `--repeat`: a flaky entry that never failed, a
+    /// plain entry that passed in some runs (absent when there is nothing to say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl Summary {
@@ -220,17 +261,28 @@ impl Summary {
                 Verdict::Skipped => s.skipped += 1,
                 Verdict::Error => s.error += 1,
                 Verdict::Timeout => s.timeout += 1,
+                Verdict::Flaky => *s.flaky.get_or_insert(0) += 1,
+            }
+            if let Some(rep) = &r.repeat {
+                s.repeat = Some(s.repeat.map_or(rep.runs, |n| n.max(rep.runs)));
             }
             let failed = r.verdict.is_failure();
             if r.expected_failure {
                 if failed {
                     s.expected_failures += 1;
+                    if r.verdict == Verdict::Flaky && !r.expected_flaky {
+                        *s.unmarked_flaky.get_or_insert(0) += 1;
+                    }
                 } else if r.verdict == Verdict::Pass {
                     s.unexpected_passes += 1;
                 }
             } else if r.level == Level::Must && !matches!(r.verdict, Verdict::Pass | Verdict::Skipped) {
                 s.ok = false;
             }
+        }
+        if s.repeat.is_some() {
+            s.flaky.get_or_insert(0);
+            s.unmarked_flaky.get_or_insert(0);
         }
         s
     }

@@ -1,8 +1,9 @@
 //! Running many scenarios: in parallel (`--jobs`), each with its own server and driver, gathered
-//! into one [`RunReport`] in catalogue order, with `--expect` applied.
+//! into one [`RunReport`] in catalogue order, with `--expect` applied. With `--repeat N` each
+//! scenario runs N times and its runs are folded into one report ([`crate::repeat`]).
 
 use crate::execute::{ExecOptions, run_scenario};
-use crate::expect::Expectations;
+use crate::expect::{Expectations, Expected};
 use crate::record::{DriverInfo, RunReport, SCHEMA_VERSION, ScenarioReport, Summary};
 use crate::scenario::Scenario;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct RunConfig {
     pub call_timeout: Option<Duration>,
     /// Known failures (`--expect FILE`).
     pub expectations: Expectations,
+    /// Runs per scenario (`--repeat N`, at least 1).
+    pub repeat: u32,
 }
 
 impl RunConfig {
@@ -36,7 +39,14 @@ impl RunConfig {
             jobs: default_jobs(),
             call_timeout: None,
             expectations: Expectations::default(),
+            repeat: 1,
         }
+    }
+
+    /// Sets the runs per scenario (`--repeat N`; 0 counts as 1).
+    pub fn repeat(mut self, n: u32) -> RunConfig {
+        self.repeat = n.max(1);
+        self
     }
 
     /// Sets the number of parallel scenarios.
@@ -70,8 +80,13 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// Runs the scenarios and returns the report; `on_done` sees each scenario as it finishes (for a
-/// progress bar). Scenario problems become verdicts; this never fails.
+/// Runs the scenarios and returns the report; `on_done` sees each run of a scenario as it
+/// finishes (for a progress bar: `scenarios.len() * repeat` calls). Scenario problems become
+/// verdicts; this never fails.
+///
+/// Runs start in queue order: with `repeat` N > 1, run *k* of every scenario (in the given order)
+/// before run *k + 1* of any, so the runs of one scenario are spread over the run rather than back
+/// to back.
 pub async fn run_scenarios(
     scenarios: &[Scenario],
     cfg: &RunConfig,
@@ -85,37 +100,46 @@ pub async fn run_scenarios(
         driver: cfg.driver.clone(),
         call_timeout: cfg.call_timeout,
     };
+    let repeat = cfg.repeat.max(1);
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, s) in scenarios.iter().enumerate() {
-        let s = s.clone();
-        let opts = opts.clone();
-        let permits = Arc::clone(&permits);
-        let on_done = Arc::clone(&on_done);
-        let expected = cfg.expectations.lists(&s.id);
-        tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            let (mut report, info) = run_scenario(&s, &opts).await;
-            report.expected_failure = expected;
-            on_done(&report);
-            (i, report, info)
-        });
+    for k in 0..repeat {
+        for (i, s) in scenarios.iter().enumerate() {
+            let s = s.clone();
+            let opts = opts.clone();
+            let on_done = Arc::clone(&on_done);
+            let expected = cfg.expectations.expected(&s.id);
+            // Taken here, in queue order, so runs start in that order (tasks are not polled in
+            // spawn order).
+            let permit = Arc::clone(&permits).acquire_owned().await;
+            tasks.spawn(async move {
+                let _permit = permit;
+                let (mut report, info) = run_scenario(&s, &opts).await;
+                report.expected_failure = expected != Expected::Pass;
+                report.expected_flaky = expected == Expected::Flaky;
+                on_done(&report);
+                (i, k, report, info)
+            });
+        }
     }
-    let mut results: Vec<Option<ScenarioReport>> = vec![None; scenarios.len()];
+    let mut runs: Vec<Vec<Option<ScenarioReport>>> = vec![vec![None; repeat as usize]; scenarios.len()];
     let mut driver: Option<DriverInfo> = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((i, report, info)) => {
+            Ok((i, k, report, info)) => {
                 if driver.is_none() {
                     driver = info;
                 }
-                if let Some(slot) = results.get_mut(i) {
+                if let Some(slot) = runs.get_mut(i).and_then(|r| r.get_mut(k as usize)) {
                     *slot = Some(report);
                 }
             }
             Err(e) => tracing::error!("a scenario task failed: {e}"),
         }
     }
-    let scenarios: Vec<ScenarioReport> = results.into_iter().flatten().collect();
+    let scenarios: Vec<ScenarioReport> = runs
+        .into_iter()
+        .filter_map(|r| crate::repeat::aggregate(r.into_iter().flatten().collect()))
+        .collect();
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     RunReport {
         schema: SCHEMA_VERSION,
@@ -126,6 +150,7 @@ pub async fn run_scenarios(
             ..DriverInfo::default()
         }),
         summary: Summary::of(&scenarios, duration_ms),
+        warnings: crate::repeat::expectation_warnings(&scenarios),
         scenarios,
     }
 }

@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// on top (except its `profile`). `[[fault]]` and `[[user]]` tables are refused.
     #[arg(long, value_name = "FILE")]
     pub server_config: Option<PathBuf>,
+    /// Run each scenario N times (1 to 1000) and report each one's pass rate; a scenario whose
+    /// runs disagree is `flaky`.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_repeat)]
+    pub repeat: u32,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -67,6 +71,11 @@ pub struct RunArgs {
 
 fn parse_bug(s: &str) -> Result<rotary_reference::Bug, String> {
     s.parse::<rotary_reference::Bug>().map_err(|e| e.to_string())
+}
+
+fn parse_repeat(s: &str) -> Result<u32, String> {
+    let n: u64 = s.parse().map_err(|_| format!("{s:?} is not a whole number"))?;
+    rotary_harness::repeat::check_repeat(n).map_err(|e| e.to_string())
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -142,9 +151,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let cfg = RunConfig::new(driver)
         .jobs(args.jobs.unwrap_or_else(default_jobs))
         .call_timeout(args.call_timeout)
-        .expectations(expect);
+        .expectations(expect)
+        .repeat(args.repeat);
     let progress = Arc::new(report::Progress::new(
-        picked.len(),
+        picked.len() * args.repeat as usize,
         !args.no_progress && std::io::stderr().is_terminal(),
     ));
     let p = Arc::clone(&progress);
@@ -162,7 +172,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let color = std::io::stdout().is_terminal();
     if args.all {
         for s in &run.scenarios {
-            println!("{:<11} {:<6} {}", s.verdict.name(), s.level.name(), s.id);
+            match rotary_harness::repeat::rate_text(s) {
+                Some(rate) => println!(
+                    "{:<11} {:<6} {:>9} {}",
+                    s.verdict.name(),
+                    s.level.name(),
+                    rate,
+                    s.id
+                ),
+                None => println!("{:<11} {:<6} {}", s.verdict.name(), s.level.name(), s.id),
+            }
         }
     }
     print!("{}", report::render_failures(&run, color));

@@ -42,14 +42,15 @@ table.kv th{width:240px}
 .v{display:inline-block;min-width:64px;text-align:center;padding:1px 8px;border-radius:10px;color:#fff;font-weight:600;font-size:12px;white-space:nowrap}
 .v-pass{background:var(--pass)}.v-fail{background:var(--fail)}.v-non-strict{background:var(--ns)}
 .v-info{background:var(--info)}.v-skipped{background:var(--skip)}.v-error,.v-timeout{background:var(--err)}
-.v-expected{background:#adb5bd;color:#212529}
+.v-expected{background:#adb5bd;color:#212529}.v-flaky{background:var(--ns)}
+.rate{margin-left:.4em;font-variant-numeric:tabular-nums;color:#495057}
 .ok{color:var(--pass);font-weight:700}.bad{color:var(--fail);font-weight:700}
 .s2{color:var(--pass)}.s401{color:#e67700;font-weight:600}.sx{color:var(--fail);font-weight:600}.slost{color:var(--err);font-weight:600}
 .cards{display:flex;gap:8px;flex-wrap:wrap;margin:12px 0}
 .card{background:#fff;border:1px solid var(--line);border-radius:6px;padding:6px 14px;min-width:92px}
 .card b{display:block;font-size:22px;line-height:1.2}
 .card.c-fail b{color:var(--fail)}.card.c-non-strict b{color:var(--ns)}.card.c-error b,.card.c-timeout b{color:var(--err)}
-.card.c-pass b{color:var(--pass)}.card.c-info b{color:var(--info)}.card.c-skipped b{color:var(--skip)}
+.card.c-flaky b{color:var(--ns)}.card.c-pass b{color:var(--pass)}.card.c-info b{color:var(--info)}.card.c-skipped b{color:var(--skip)}
 .banner{padding:10px 14px;border-radius:6px;font-weight:600;margin:10px 0}
 .banner.ok{background:#ebfbee;border:1px solid #8ce99a}.banner.bad{background:#fff5f5;border:1px solid #ffa8a8}
 .chip{display:inline-block;background:#e7f5ff;border:1px solid #a5d8ff;border-radius:10px;padding:0 8px;margin:1px 2px;font-size:12px}
@@ -127,7 +128,19 @@ fn head(title: &str) -> String {
 
 const FOOT: &str = "</main>\n</body>\n</html>\n";
 
+/// The verdict's badge, followed with `--repeat N` by the runs that passed (`7/10`).
 fn verdict_badge(r: &ScenarioReport) -> String {
+    let badge = verdict_badge_only(r);
+    match &r.repeat {
+        Some(p) => format!(
+            r#"{badge}<span class="rate" title="passed {} of {} runs (pass rate {}); evidence from run {}">{}/{}</span>"#,
+            p.passes, p.runs, p.pass_rate, p.evidence_run, p.passes, p.runs
+        ),
+        None => badge,
+    }
+}
+
+fn verdict_badge_only(r: &ScenarioReport) -> String {
     let v = r.verdict;
     if r.expected_failure && v.is_failure() {
         format!(
@@ -182,6 +195,12 @@ fn index_page(run: &RunReport, names: &[String]) -> String {
     ] {
         let _ = write!(o, "<div class=\"card c-{0}\"><b>{n}</b>{0}</div>", v.name());
     }
+    if let (Some(n), Some(runs)) = (s.flaky, s.repeat) {
+        let _ = write!(
+            o,
+            "<div class=\"card c-flaky\"><b>{n}</b>flaky (over {runs} runs each)</div>"
+        );
+    }
     if s.expected_failures > 0 {
         let _ = write!(
             o,
@@ -229,6 +248,7 @@ fn index_page(run: &RunReport, names: &[String]) -> String {
         .filter(|(_, r)| {
             (r.verdict.is_failure() && !r.expected_failure)
                 || (r.expected_failure && r.verdict == Verdict::Pass)
+                || (r.expected_failure && !r.expected_flaky && r.verdict == Verdict::Flaky)
         })
         .collect();
     if !attention.is_empty() {
@@ -236,18 +256,23 @@ fn index_page(run: &RunReport, names: &[String]) -> String {
             "<h2>Needs attention</h2>\n<table>\n<tr><th>scenario</th><th>verdict</th><th>why</th></tr>\n",
         );
         for (i, r) in attention {
-            let why = r
-                .failed_checks()
-                .next()
-                .map(|c| format!("{}: expected {}, got {}", c.description, c.expected, c.actual))
-                .or_else(|| r.message.clone())
-                .unwrap_or_else(|| {
-                    if r.verdict == Verdict::Pass {
-                        "passed, but --expect lists it as a known failure: remove it from the list".to_owned()
-                    } else {
-                        String::new()
-                    }
-                });
+            let unmarked = r.expected_failure && !r.expected_flaky && r.verdict == Verdict::Flaky;
+            let why = if unmarked {
+                "--expect lists it as a plain known failure, but it passed in some runs: mark it flaky (`# flaky: why`)".to_owned()
+            } else {
+                r.failed_checks()
+                    .next()
+                    .map(|c| format!("{}: expected {}, got {}", c.description, c.expected, c.actual))
+                    .or_else(|| r.message.clone())
+                    .unwrap_or_else(|| {
+                        if r.verdict == Verdict::Pass {
+                            "passed, but --expect lists it as a known failure: remove it from the list"
+                                .to_owned()
+                        } else {
+                            String::new()
+                        }
+                    })
+            };
             let _ = writeln!(
                 o,
                 "<tr><td class=\"mono\"><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td></tr>",
@@ -399,6 +424,18 @@ fn scenario_page(
             .map(|t| format!(" <span class=\"tag\">{}</span>", esc(t)))
             .collect::<String>(),
     );
+    if let Some(p) = &r.repeat {
+        let counts: Vec<String> = p.verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
+        let _ = writeln!(
+            o,
+            "<p class=\"note\">Passed {} of {} runs (pass rate {}: {}). What follows is run {}: the first failing run, or the first run when none failed.</p>",
+            p.passes,
+            p.runs,
+            p.pass_rate,
+            esc(&counts.join(", ")),
+            p.evidence_run
+        );
+    }
     if let Some(m) = &r.message {
         let _ = writeln!(o, "<div class=\"msg\">{}</div>", esc(m));
     }

@@ -37,6 +37,13 @@
 //! | `unexpected_passes` | integer | scenarios listed in `--expect` that passed |
 //! | `ok` | boolean | the exit code's rule: every non-skipped `must` scenario passed or failed as expected |
 //! | `duration_ms` | integer | wall time of the run |
+//! | `repeat` | integer, optional | with `--repeat N` (N > 1): N, the runs per scenario |
+//! | `flaky` | integer, optional | with `--repeat N` (N > 1): scenarios whose runs were mixed (verdict `flaky`) |
+//! | `unmarked_flaky` | integer, optional | with `--repeat N` (N > 1): scenarios listed in `--expect` without `flaky` that passed in some runs |
+//!
+//! `warnings` (top level, array of strings, left out when empty): with `--repeat N`, what the
+//! runs say the `--expect` file got wrong — a flaky entry that never failed, a plain entry that
+//! sometimes passed.
 //!
 //! ## `scenarios[]`
 //!
@@ -48,8 +55,9 @@
 //! | `tags` | array of strings | |
 //! | `requirement` | string | the spec sentence or behaviour being checked |
 //! | `references` | array of strings | spec sections, MSCs, SDK issues (some are URLs) |
-//! | `verdict` | string | `pass`, `fail` (a `must` check failed), `non-strict` (a `should` check failed), `info`, `skipped` (a capability is missing), `error` (the driver crashed or broke the protocol), `timeout` |
+//! | `verdict` | string | `pass`, `fail` (a `must` check failed), `non-strict` (a `should` check failed), `info`, `skipped` (a capability is missing), `error` (the driver crashed or broke the protocol), `timeout`; with `--repeat N`, `flaky` (some runs failed, some did not) |
 //! | `expected_failure` | boolean | listed in `--expect` |
+//! | `expected_flaky` | boolean, optional | listed in `--expect` as flaky (`# flaky: why`); left out when false |
 //! | `message` | string, optional | for `error`, `timeout`, `skipped`: what happened, naming the step |
 //! | `duration_ms` | integer | wall time of the scenario |
 //! | `waited_ms` | integer | of which spent in `sleep` steps |
@@ -60,6 +68,10 @@
 //! | `notifications` | array | what the driver notified, see below |
 //! | `stderr` | string | the driver's stderr (last 64 KiB per process, tokens replaced by labels) |
 //! | `facts` | object of strings, optional | extra facts, e.g. `"driver_exit": "signal 9"` |
+//! | `runs`, `passes` | integer, optional | with `--repeat N` (N > 1): runs, and runs that did not fail (`pass`, or `info`/`skipped` for such scenarios) |
+//! | `pass_rate` | number, optional | `passes / runs`, rounded to 3 decimals |
+//! | `verdicts` | object of integers, optional | runs per verdict name, e.g. `{"fail": 1, "pass": 2}` |
+//! | `evidence_run` | integer, optional | the 1-based run whose checks, steps, trace, … the entry holds: the first failing run, else run 1 |
 //!
 //! ### `checks[]`
 //!

@@ -14,6 +14,10 @@
 //! | `skipped` | `<skipped>` with the missing capability |
 //! | any failure listed in `--expect` | `<skipped type="expected-failure" message="expected failure: …">`: it is known and does not fail the run, but stays visible |
 //! | a `pass` listed in `--expect` | passed, with `unexpected pass` in `<system-out>` |
+//! | `flaky` (`--repeat N`: some runs passed, some failed) | `<failure type="flaky" message="flaky: passed 7 of 10 runs — …">` |
+//!
+//! With `--repeat N` (N > 1) every test case also says `passed 7 of 10 runs` in `<system-out>`,
+//! and the failure text is the first failing run's (it says which).
 //!
 //! A failure's `message` is the first failed check's description; its text lists every failed
 //! check with what was expected, what happened, and the trace lines of its evidence. The driver's
@@ -91,6 +95,17 @@ fn test_case(r: &ScenarioReport) -> TestCase {
                 s.set_description(details(r));
                 s
             }
+            Verdict::Flaky => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_type(r.verdict.name());
+                let (passes, runs) = r.repeat.as_ref().map_or((0, 1), |p| (p.passes, p.runs));
+                s.set_message(format!(
+                    "flaky: passed {passes} of {runs} runs — {}",
+                    first_problem(r)
+                ));
+                s.set_description(details(r));
+                s
+            }
             Verdict::Error | Verdict::Timeout => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
                 s.set_type(r.verdict.name());
@@ -104,6 +119,12 @@ fn test_case(r: &ScenarioReport) -> TestCase {
     tc.set_classname(r.id.split('.').next().unwrap_or(r.id.as_str()));
     tc.set_time(Duration::from_millis(r.duration_ms));
     let mut out = Vec::new();
+    if let Some(p) = &r.repeat {
+        out.push(format!(
+            "passed {} of {} runs (pass rate {})",
+            p.passes, p.runs, p.pass_rate
+        ));
+    }
     if r.expected_failure && r.verdict == Verdict::Pass {
         out.push("unexpected pass: listed in --expect as a known failure, but it passed".to_owned());
     }
@@ -151,6 +172,12 @@ fn details(r: &ScenarioReport) -> String {
         r.level.name(),
         clean(&r.title)
     );
+    if let Some(p) = &r.repeat {
+        s.push_str(&format!(
+            "passed {} of {} runs; the evidence below is from run {}\n",
+            p.passes, p.runs, p.evidence_run
+        ));
+    }
     if let Some(m) = &r.message {
         s.push_str(&format!("{}\n", clean(m)));
     }

@@ -3,6 +3,7 @@
 
 use super::text::{clean, human_ms, plural, serde_name, tail_lines};
 use crate::record::{RunReport, ScenarioReport, Verdict};
+use crate::repeat::rate_text;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rotary_server::{AccessState, Delivery, TraceEntry};
 use std::collections::HashMap;
@@ -162,6 +163,7 @@ impl Style {
             Verdict::Fail => self.paint("1;31", s),
             Verdict::NonStrict => self.paint("1;33", s),
             Verdict::Error | Verdict::Timeout => self.paint("1;35", s),
+            Verdict::Flaky => self.paint("1;33", s),
             Verdict::Pass => self.paint("1;32", s),
             Verdict::Info => self.paint("1;34", s),
             Verdict::Skipped => self.dim(s),
@@ -174,6 +176,11 @@ impl Style {
 /// happened and the trace lines that prove it (at most 12 per check), and for an error or a
 /// timeout the last requests and the tail of the driver's stderr. Then one line per expected
 /// failure and per unexpected pass, and the skipped ids. Empty when there is nothing to say.
+///
+/// With `--repeat N` (N > 1) a header adds the runs that passed and which run's evidence is
+/// shown (`✗ <id> — flaky (must): passed 7 of 10 runs; evidence from run 2`), an expected
+/// failure its rate, and an `--expect` entry that the runs contradict gets a `!` line: a flaky
+/// entry that never failed, a plain entry that passed in some runs.
 ///
 /// `color` adds ANSI colours.
 pub fn render_failures(run: &RunReport, color: bool) -> String {
@@ -196,19 +203,41 @@ pub fn render_failures(run: &RunReport, color: bool) -> String {
     }
     let one_liners = !expected.is_empty() || !unexpected_passes.is_empty() || !skipped.is_empty();
     for r in expected {
+        let rate = rate_text(r).map(|t| format!(" {t}")).unwrap_or_default();
+        let how = if r.expected_flaky { " as flaky" } else { "" };
         out.push_str(&format!(
-            "{} {} — expected failure ({}, listed in --expect)\n",
+            "{} {} — expected failure ({}{rate}, listed in --expect{how})\n",
             st.dim("•"),
             r.id,
             r.verdict
         ));
+        if r.verdict == Verdict::Flaky
+            && !r.expected_flaky
+            && let Some(p) = &r.repeat
+        {
+            out.push_str(&format!(
+                "{} {} — listed in --expect as a known failure, but it passed in {} of {} runs; mark it flaky (`# flaky: why`)\n",
+                st.yellow("!"),
+                r.id,
+                p.passes,
+                p.runs
+            ));
+        }
     }
     for r in unexpected_passes {
-        out.push_str(&format!(
-            "{} {} — unexpected pass: listed in --expect as a known failure, but it passed; remove it from the list\n",
-            st.yellow("!"),
-            r.id
-        ));
+        let line = match (&r.repeat, r.expected_flaky) {
+            (Some(p), true) => format!(
+                "unexpected pass: listed as flaky in --expect, but it never failed in {} runs; remove it from the list",
+                p.runs
+            ),
+            (None, true) => "unexpected pass: listed as flaky in --expect, and it passed; `--repeat N` shows whether it still fails sometimes".to_owned(),
+            (Some(p), false) => format!(
+                "unexpected pass: listed in --expect as a known failure, but it passed all {} runs; remove it from the list",
+                p.runs
+            ),
+            (None, false) => "unexpected pass: listed in --expect as a known failure, but it passed; remove it from the list".to_owned(),
+        };
+        out.push_str(&format!("{} {} — {line}\n", st.yellow("!"), r.id));
     }
     if !skipped.is_empty() {
         let ids: Vec<&str> = skipped
@@ -236,7 +265,13 @@ pub fn render_failures(run: &RunReport, color: bool) -> String {
 }
 
 fn render_scenario(out: &mut String, r: &ScenarioReport, st: &Style) {
-    let header = format!("✗ {} — {} ({})", r.id, r.verdict, r.level.name());
+    let mut header = format!("✗ {} — {} ({})", r.id, r.verdict, r.level.name());
+    if let Some(p) = &r.repeat {
+        header.push_str(&format!(
+            ": passed {} of {} runs; evidence from run {}",
+            p.passes, p.runs, p.evidence_run
+        ));
+    }
     out.push_str(&st.verdict(r.verdict, &header));
     out.push('\n');
     out.push_str(&format!("  {}\n", clean(&r.title)));
@@ -310,11 +345,13 @@ fn render_scenario(out: &mut String, r: &ScenarioReport, st: &Style) {
 /// (2 expected failures, 1 unexpected pass) in 12.3 s — OK`
 ///
 /// The parenthesis appears only when `--expect` mattered; the verdict at the end is `OK` or
-/// `FAILED`, the exit code's rule ([`Summary::ok`](crate::Summary)).
+/// `FAILED`, the exit code's rule ([`Summary::ok`](crate::Summary)). With `--repeat N` (N > 1)
+/// the count reads `42 scenarios × 10 runs` and `, 3 flaky` follows the timeouts.
 pub fn summary_line(run: &RunReport) -> String {
     let s = &run.summary;
+    let runs = s.repeat.map(|n| format!(" × {n} runs")).unwrap_or_default();
     let mut line = format!(
-        "{}: {} pass, {} fail, {} non-strict, {} info, {} skipped, {} error, {} timeout",
+        "{}{runs}: {} pass, {} fail, {} non-strict, {} info, {} skipped, {} error, {} timeout",
         plural(s.total, "scenario", "scenarios"),
         s.pass,
         s.fail,
@@ -324,6 +361,9 @@ pub fn summary_line(run: &RunReport) -> String {
         s.error,
         s.timeout
     );
+    if let Some(f) = s.flaky {
+        line.push_str(&format!(", {f} flaky"));
+    }
     let mut extra = Vec::new();
     if s.expected_failures > 0 {
         extra.push(plural(
@@ -338,6 +378,9 @@ pub fn summary_line(run: &RunReport) -> String {
             "unexpected pass",
             "unexpected passes",
         ));
+    }
+    if let Some(n) = s.unmarked_flaky.filter(|n| *n > 0) {
+        extra.push(format!("{n} not marked flaky in --expect"));
     }
     if !extra.is_empty() {
         line.push_str(&format!(" ({})", extra.join(", ")));

@@ -159,6 +159,7 @@ pub fn scenario(id: &str, title: &str, level: Level, verdict: Verdict) -> Scenar
         references: Vec::new(),
         verdict,
         expected_failure: false,
+        expected_flaky: false,
         message: None,
         duration_ms: 0,
         waited_ms: 0,
@@ -171,5 +172,6 @@ pub fn scenario(id: &str, title: &str, level: Level, verdict: Verdict) -> Scenar
         transcript: Vec::new(),
         violations: Vec::new(),
         facts: BTreeMap::new(),
+        repeat: None,
     }
 }

@@ -295,6 +295,7 @@ pub fn run_of(scenarios: Vec<ScenarioReport>) -> RunReport {
             command: "rotary __reference-driver".into(),
         },
         summary: Summary::of(&scenarios, 4_321),
+        warnings: Vec::new(),
         scenarios,
     }
 }

@@ -250,6 +250,7 @@ fn session_as_scenario(
         references: Vec::new(),
         verdict: if failed { Verdict::Fail } else { Verdict::Pass },
         expected_failure: false,
+        expected_flaky: false,
         message: None,
         duration_ms: 0,
         waited_ms: 0,
@@ -262,6 +263,7 @@ fn session_as_scenario(
         transcript: Vec::new(),
         violations,
         facts: BTreeMap::new(),
+        repeat: None,
     }
 }
 
