@@ -9,7 +9,7 @@ use super::catalogue::{
 };
 use super::state::{LostSend, RefreshRec, Session};
 use crate::label::label_number;
-use crate::trace::TraceEntry;
+use crate::trace::{Delivery, TraceEntry};
 
 /// An invariant broken by an entry, in words.
 pub(super) struct Finding {
@@ -56,12 +56,16 @@ pub(super) fn done_ms(e: &TraceEntry) -> i64 {
 pub(super) fn refresh(s: &mut Session, e: &TraceEntry, cfg: &WatchConfig, out: &mut Vec<Finding>) {
     let presented = e.refresh_token.as_ref().map(|t| t.label.clone());
     let (arrived, done) = (e.real_ms, done_ms(e));
-    // Single flight: another refresh with the same token whose time on the server overlaps.
+    // Single flight: another refresh with the same token whose time on the server overlaps. A
+    // refresh the client abandoned (it closed the connection) is over for the client when it
+    // closed: a retry right after it is not a second flight, even if the server notices the close
+    // a moment after the retry arrived.
+    let abandoned = e.delivery == Delivery::Abandoned;
     if let Some(p) = presented.as_deref().filter(|p| label_number(p).is_some())
-        && let Some(other) = s
-            .refreshes
-            .iter()
-            .find(|r| r.presented.as_deref() == Some(p) && r.arrived_ms < done && arrived < r.done_ms)
+        && !abandoned
+        && let Some(other) = s.refreshes.iter().find(|r| {
+            !r.abandoned && r.presented.as_deref() == Some(p) && r.arrived_ms < done && arrived < r.done_ms
+        })
     {
         out.push(finding(
             &SINGLE_FLIGHT,
@@ -97,6 +101,7 @@ pub(super) fn refresh(s: &mut Session, e: &TraceEntry, cfg: &WatchConfig, out: &
         done_ms: done,
         answered: matches!(end, RefreshEnd::Renewed | RefreshEnd::Refused),
         explained,
+        abandoned,
     });
     s.unauthorized_since_refresh = false;
     match end {

@@ -32,6 +32,9 @@ pub(super) struct RefreshRec {
     pub answered: bool,
     /// Whether a 401 on an access token explained it (the server said the token was no good).
     pub explained: bool,
+    /// The client went away before the answer (it closed the connection: a timeout, a cancelled
+    /// call): from then on it is not in flight for the client, whatever the server still does.
+    pub abandoned: bool,
 }
 
 /// A send whose response the client may not have seen.

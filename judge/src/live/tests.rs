@@ -124,6 +124,21 @@ fn overlapping_refreshes_break_single_flight_and_a_retry_does_not() {
     s.refresh(1_000, 20, 1, None, Some(2));
     s.refresh(1_500, 10, 1, Some(200), Some(3));
     assert!(s.judge().is_empty());
+
+    // The client gave up on the first (closed the connection) and retried at once; the server
+    // noticed the close just after the retry arrived (5 ms: judged before the retry completes;
+    // 100 ms: after). Not a second flight.
+    for noticed_after_ms in [5, 100] {
+        let mut s = Script::new();
+        s.login(0, 3_000);
+        s.refresh(1_000, 500 + noticed_after_ms, 1, None, None);
+        s.entries[1].delivery = Delivery::Abandoned;
+        s.refresh(1_500, 10, 1, Some(200), Some(2));
+        assert!(
+            !ids(&s.judge()).contains(&"live.single-flight"),
+            "{noticed_after_ms}"
+        );
+    }
 }
 
 #[test]

@@ -146,12 +146,27 @@ struct State {
     second: SecondCounts,
     refresh_hist: Histogram,
     action_hist: Histogram,
-    refusals: HashMap<String, Instant>,
+    refusals: HashMap<String, Refusal>,
     ended: HashSet<String>,
     ended_order: VecDeque<String>,
     pending_logouts: VecDeque<(Instant, String, Option<String>)>,
     last_ms: i64,
 }
+
+/// A definitive refusal of a device that its client has not acted on yet.
+struct Refusal {
+    /// When the judge saw it.
+    at: Instant,
+    /// The trace's sequence number when its answer was produced: requests with a higher `seq`
+    /// were sent after the client could know.
+    done_seq: u64,
+    /// Requests of the device sent after the refusal was answered.
+    later: u32,
+}
+
+/// Requests a client may send after a definitive refusal before the end of a soak counts it as a
+/// zombie: the refresh that learns the refusal is final, and one more.
+const LATER_REQUESTS_AT_END: u32 = 2;
 
 /// The judge, shared by the trace pump, the fleet's observer and the driver loops.
 pub struct Judge {
@@ -237,6 +252,12 @@ impl Judge {
             }
         }
         st.last_ms = st.last_ms.max(e.real_ms);
+        if let Some(d) = &e.device_id
+            && let Some(r) = st.refusals.get_mut(d)
+            && e.seq > r.done_seq
+        {
+            r.later = r.later.saturating_add(1);
+        }
         if definitive_refusal(e)
             && let Some(d) = &e.device_id
             && !st.ended.contains(d)
@@ -244,7 +265,12 @@ impl Judge {
             if st.refusals.len() >= MAX_REFUSALS {
                 st.refusals.clear();
             }
-            st.refusals.entry(d.clone()).or_insert_with(Instant::now);
+            let done_seq = e.done_seq.unwrap_or(e.seq);
+            st.refusals.entry(d.clone()).or_insert_with(|| Refusal {
+                at: Instant::now(),
+                done_seq,
+                later: 0,
+            });
         }
         for v in found {
             st.second.violations += 1;
@@ -279,6 +305,19 @@ impl Judge {
     /// without one is a lost session. Then the refusals older than `zombie_after` whose session
     /// never logged out: each is a session that ignored a definitive refusal.
     pub fn settle_logouts(&self, settle: Duration, zombie_after: Duration) {
+        self.settle(settle, zombie_after, None);
+    }
+
+    /// The last settling, when the fleet has stopped: every pending logout is decided, and a
+    /// refusal is a zombie when it is older than `zombie_after`, or older than `grace` *and* its
+    /// client kept sending requests after it (more than the refresh that learns the refusal is
+    /// final). A client whose answer to the refusal was still in flight when the soak ended — a
+    /// slow server — is given the benefit of the doubt.
+    pub fn settle_at_end(&self, grace: Duration, zombie_after: Duration) {
+        self.settle(Duration::ZERO, zombie_after, Some(grace));
+    }
+
+    fn settle(&self, settle: Duration, zombie_after: Duration, end_grace: Option<Duration>) {
         let mut st = self.lock();
         let now = Instant::now();
         while st
@@ -315,11 +354,17 @@ impl Judge {
         let stale: Vec<String> = st
             .refusals
             .iter()
-            .filter(|(_, at)| now.duration_since(**at) >= zombie_after)
+            .filter(|(_, r)| {
+                let age = now.duration_since(r.at);
+                age >= zombie_after || end_grace.is_some_and(|g| age >= g && r.later >= LATER_REQUESTS_AT_END)
+            })
             .map(|(d, _)| d.clone())
             .collect();
         for device in stale {
-            st.refusals.remove(&device);
+            let Some(Refusal { at, later, .. }) = st.refusals.remove(&device) else {
+                continue;
+            };
+            let age = now.duration_since(at);
             if st.ended.contains(&device) {
                 continue;
             }
@@ -334,8 +379,9 @@ impl Judge {
                 t_ms,
                 seq: 0,
                 message: format!(
-                    "the server refused device {device} definitively, and {} s later its client had not logged out",
-                    zombie_after.as_secs()
+                    "the server refused device {device} definitively, and {:.1} s later its client had not logged out ({} request(s) sent after the refusal)",
+                    age.as_secs_f64(),
+                    later
                 ),
                 window: Vec::new(),
             };
@@ -509,6 +555,26 @@ mod tests {
         assert!(*j.must_violation().borrow());
         assert_eq!(j.take_second().requests, 2);
         assert_eq!(j.take_second().requests, 0);
+    }
+
+    #[test]
+    fn at_the_end_only_a_client_that_kept_going_is_a_zombie() {
+        let j = Judge::new(WatchConfig::default());
+        j.observe(&refresh(1, 401));
+        // Its answer to the refusal may still be in flight: the benefit of the doubt.
+        j.settle_at_end(Duration::ZERO, Duration::from_secs(60));
+        assert_eq!(j.summary().zombies, 0);
+        // Two more requests sent after the refusal was answered, and no logout: a zombie.
+        j.observe(&refresh(2, 401));
+        j.observe(&refresh(3, 401));
+        j.settle_at_end(Duration::ZERO, Duration::from_secs(60));
+        let s = j.summary();
+        assert_eq!(s.zombies, 1);
+        assert!(
+            s.kept[0].message.contains("2 request(s) sent after the refusal"),
+            "{}",
+            s.kept[0].message
+        );
     }
 
     #[test]

@@ -333,10 +333,11 @@ impl Soak {
         if let Err(e) = target.cleanup().await {
             tracing::warn!(error = %e, "tidying up the target failed");
         }
-        // At the end, refusals younger than a lifetime are given the benefit of the doubt.
-        judge.settle_logouts(
-            Duration::ZERO,
+        // At the end, a refusal younger than `zombie_after` is held against its session only
+        // when it is older than a lifetime and the client kept sending requests after it.
+        judge.settle_at_end(
             zombie_after.min(lifetime.max(Duration::from_secs(2))),
+            zombie_after,
         );
         let _ = std::fs::remove_dir_all(&state_root);
         memory.record(rss_self().unwrap_or(0), true);
