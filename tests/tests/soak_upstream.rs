@@ -17,7 +17,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn config(bug: Option<&str>) -> SoakConfig {
-    let mut cfg = SoakConfig::new(8, Duration::from_secs(20));
+    config_for(bug, 20)
+}
+
+/// Fewer requests than this per session: the machine starved the run.
+const MIN_REQUESTS_PER_SESSION: f64 = 20.0;
+
+/// A run that did too little to show what its schedule's phases would.
+fn starved(o: &SoakOutcome) -> bool {
+    o.report.metric("requests") < 8.0 * MIN_REQUESTS_PER_SESSION || o.report.metric("messages.seen") == 0.0
+}
+
+fn config_for(bug: Option<&str>, secs: u64) -> SoakConfig {
+    let mut cfg = SoakConfig::new(8, Duration::from_secs(secs));
     cfg.access_token_lifetime = Duration::from_secs(3);
     if let Some(name) = bug {
         let mut bugs = Bugs::NONE;
@@ -229,21 +241,42 @@ async fn soak_through_the_proxy_in_front_of_synapse() {
         return;
     };
     let tag = format!("s{:x}", std::process::id());
-    let mut runs = vec![tokio::spawn(soak_through(
-        hs.url.clone(),
-        format!("{tag}c"),
-        config(None),
-    ))];
-    for (i, (bug, _)) in MATRIX.iter().enumerate() {
-        runs.push(tokio::spawn(soak_through(
-            hs.url.clone(),
-            format!("{tag}b{i}"),
-            config(Some(bug)),
-        )));
-    }
+    // A run starved by a loaded machine (Synapse hashing passwords on a shared core) cannot show
+    // what the schedule's phases would: it is run again, twice as long, once. A fed run is judged
+    // at once.
     let mut outcomes = Vec::new();
-    for r in runs {
-        outcomes.push(r.await.unwrap_or_else(|e| panic!("a soak panicked: {e}")));
+    for (attempt, secs) in [(1u32, 20u64), (2, 40)] {
+        let tag = if attempt == 1 {
+            tag.clone()
+        } else {
+            format!("{tag}r")
+        };
+        let mut runs = vec![tokio::spawn(soak_through(
+            hs.url.clone(),
+            format!("{tag}c"),
+            config_for(None, secs),
+        ))];
+        for (i, (bug, _)) in MATRIX.iter().enumerate() {
+            runs.push(tokio::spawn(soak_through(
+                hs.url.clone(),
+                format!("{tag}b{i}"),
+                config_for(Some(bug), secs),
+            )));
+        }
+        outcomes.clear();
+        for r in runs {
+            outcomes.push(r.await.unwrap_or_else(|e| panic!("a soak panicked: {e}")));
+        }
+        let correct = &outcomes[0];
+        if !starved(correct) || attempt == 2 {
+            break;
+        }
+        eprintln!(
+            "the soak against Synapse was starved ({} requests, {} messages seen in {secs} s): running it again for {} s",
+            correct.report.metric("requests"),
+            correct.report.metric("messages.seen"),
+            secs * 2
+        );
     }
     println!(
         "soak through the proxy against Synapse:\n{}",
