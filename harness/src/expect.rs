@@ -88,6 +88,16 @@ impl Expectations {
             .collect()
     }
 
+    /// The patterns, in file order.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(p, _, _)| p.as_str())
+    }
+
+    /// Whether a case is listed, by its id or by one of its aliases (old ids).
+    pub fn lists_case(&self, id: &str, aliases: &[String]) -> bool {
+        self.lists(id) || aliases.iter().any(|a| self.lists(a))
+    }
+
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -91,7 +91,7 @@ pub async fn run_scenarios(
         let opts = opts.clone();
         let permits = Arc::clone(&permits);
         let on_done = Arc::clone(&on_done);
-        let expected = cfg.expectations.lists(&s.id);
+        let expected = cfg.expectations.lists_case(&s.id, &s.aliases);
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let (mut report, info) = run_scenario(&s, &opts).await;

@@ -116,10 +116,12 @@ impl Endpoint {
     }
 }
 
-/// Every name a fault rule's `endpoint` may use: the endpoints plus `unknown` (unrecognised paths).
+/// Every name a fault rule's `endpoint` may use: the endpoints, `unknown` (unrecognised paths) and
+/// `legacy_refresh` (`/refresh` alone, where `refresh` also matches the OAuth refresh grant).
 pub fn endpoint_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
     v.push("unknown");
+    v.extend_from_slice(rotary_judge::refresh::EXTRA_NAMES);
     v
 }
 

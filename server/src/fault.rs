@@ -133,7 +133,9 @@ pub struct FaultRule {
     /// A name to find it by in the trace.
     #[serde(default)]
     pub name: Option<String>,
-    /// Endpoint name, e.g. `refresh`, `whoami`, `sync`, `send`.
+    /// Endpoint name, e.g. `refresh`, `whoami`, `sync`, `send`. `refresh` is mechanism-neutral: it
+    /// matches the legacy `/refresh` and the OAuth token endpoint's `grant_type=refresh_token`
+    /// (see [`rotary_judge::refresh`]); `legacy_refresh` and `oauth_token` name one of them exactly.
     #[serde(default)]
     pub endpoint: Option<String>,
     /// HTTP method, e.g. `POST`.
@@ -297,6 +299,18 @@ pub struct RequestFacts<'a> {
     pub refresh_label: Option<&'a str>,
     /// Owner of the presented token.
     pub user_id: Option<&'a str>,
+    /// Whether the request is an OAuth `grant_type=refresh_token` request (which the neutral
+    /// endpoint name `refresh` matches too).
+    pub refresh_grant: bool,
+}
+
+impl RequestFacts<'_> {
+    /// Whether a rule's `endpoint` names this request: its own name, `refresh` for a refresh of
+    /// either mechanism, `legacy_refresh` for `/refresh` alone ([`rotary_judge::refresh`]).
+    pub fn endpoint_is(&self, name: &str) -> bool {
+        let grant = self.refresh_grant.then_some("refresh_token");
+        rotary_judge::refresh::endpoint_matches(name, self.endpoint, grant)
+    }
 }
 
 #[derive(Debug)]
@@ -411,7 +425,7 @@ impl FaultSet {
         let mut winner = None;
         for active in &mut self.rules {
             let r = &active.rule;
-            let predicate = r.endpoint.as_deref().is_none_or(|e| e == req.endpoint)
+            let predicate = r.endpoint.as_deref().is_none_or(|e| req.endpoint_is(e))
                 && r.method
                     .as_deref()
                     .is_none_or(|m| m.eq_ignore_ascii_case(req.method))
@@ -452,6 +466,7 @@ mod tests {
             access_label: None,
             refresh_label: Some("rt#1"),
             user_id: Some("@alice:localhost"),
+            refresh_grant: false,
         }
     }
 

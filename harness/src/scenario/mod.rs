@@ -31,11 +31,12 @@
 //! assert_eq!(s.steps.len(), 3);
 //! ```
 
+pub mod mechanism;
 mod parse;
 mod validate;
 
 use crate::record::Level;
-use crate::steps::Step;
+use crate::steps::{Auth, Step};
 use rotary_judge::Check;
 use rotary_server::ServerConfig;
 use serde::Serialize;
@@ -65,8 +66,17 @@ pub struct ScenarioError {
 pub struct Scenario {
     /// The file it came from.
     pub file: PathBuf,
-    /// Stable id (also the file's name without `.toml`).
+    /// Stable id of this case: the file's id, or `ID@oauth` for the OAuth case of a file that
+    /// holds for both mechanisms ([`mechanism::case_id`]).
     pub id: String,
+    /// The file's id (its name without `.toml`).
+    pub file_id: String,
+    /// The refresh mechanism of this case.
+    pub auth: Auth,
+    /// Every mechanism the file's requirement holds for (one case each), legacy first.
+    pub mechanisms: Vec<Auth>,
+    /// Old ids (of scenarios folded into this file) that name this case.
+    pub aliases: Vec<String>,
     /// One-line title.
     pub title: String,
     /// Level.
@@ -97,31 +107,93 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Reads and validates a scenario file.
+    /// Reads and validates a scenario file: its first case (the legacy one when it has one).
     pub fn load(file: &Path) -> Result<Scenario, ScenarioError> {
+        first(Scenario::load_cases(file)?, file)
+    }
+
+    /// Reads and validates a scenario file: one case per mechanism, legacy first.
+    pub fn load_cases(file: &Path) -> Result<Vec<Scenario>, ScenarioError> {
         let text = std::fs::read_to_string(file)
             .map_err(|e| parse::err(file, "file", format!("cannot read: {e}")))?;
-        let s = Scenario::from_toml(&text, file)?;
+        let cases = Scenario::cases_from_toml(&text, file)?;
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-        if stem != s.id {
+        if let Some(s) = cases.first()
+            && stem != s.file_id
+        {
             return Err(parse::err(
                 file,
                 "id",
-                format!("id {:?} must match the file name ({stem}.toml)", s.id),
+                format!("id {:?} must match the file name ({stem}.toml)", s.file_id),
             ));
         }
-        Ok(s)
+        Ok(cases)
     }
 
-    /// Parses and validates scenario text; `file` is used in error messages only.
+    /// Parses and validates scenario text: its first case; `file` is used in error messages only.
     pub fn from_toml(text: &str, file: &Path) -> Result<Scenario, ScenarioError> {
-        validate::validate(parse::parse(text, file)?, text, file)
+        first(Scenario::cases_from_toml(text, file)?, file)
+    }
+
+    /// Parses and validates scenario text into one case per mechanism (`auth`), legacy first.
+    pub fn cases_from_toml(text: &str, file: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+        let raw = parse::parse(text, file)?;
+        let listed = raw.auth.clone().unwrap_or_else(|| vec![Auth::Legacy]);
+        if listed.is_empty() {
+            return Err(parse::err(file, "auth", "name at least one mechanism: \"legacy\", \"oauth\""));
+        }
+        let mechanisms: Vec<Auth> = [Auth::Legacy, Auth::Oauth]
+            .into_iter()
+            .filter(|m| listed.contains(m))
+            .collect();
+        if mechanisms.len() != listed.len() {
+            return Err(parse::err(file, "auth", "a mechanism is listed twice"));
+        }
+        for key in raw.aliases.keys() {
+            if !mechanisms.iter().any(|m| m.name() == key) {
+                return Err(parse::err(
+                    file,
+                    "aliases",
+                    format!("{key:?} is not one of the file's mechanisms (`auth`)"),
+                ));
+            }
+        }
+        let mut cases = Vec::new();
+        for &auth in &mechanisms {
+            let adapted = mechanism::adapt(&raw, auth).map_err(|e| {
+                parse::err(file, e.field, format!("the {} case: {}", auth.name(), e.message))
+            })?;
+            let mut s = validate::validate(adapted, text, file).map_err(|mut e| {
+                if mechanisms.len() > 1 {
+                    e.message = format!("the {} case: {}", auth.name(), e.message);
+                }
+                e
+            })?;
+            s.id = mechanism::case_id(&s.file_id, auth, &mechanisms);
+            s.auth = auth;
+            s.mechanisms.clone_from(&mechanisms);
+            s.aliases = raw.aliases.get(auth.name()).cloned().unwrap_or_default();
+            cases.push(s);
+        }
+        Ok(cases)
+    }
+
+    /// Whether a name is this case's id or one of its aliases, as a glob.
+    pub fn answers_to(&self, glob: &str) -> bool {
+        rotary_server::glob_match(glob, &self.id) || self.aliases.iter().any(|a| rotary_server::glob_match(glob, a))
     }
 
     /// Whether a tag (or the id's prefix) matches.
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
+}
+
+fn first(cases: Vec<Scenario>, file: &Path) -> Result<Scenario, ScenarioError> {
+    cases
+        .into_iter()
+        .next()
+        .ok_or_else(|| parse::err(file, "auth", "the file has no case"))
 }
 
 /// The `[server]` table of a scenario rendered as `key = value` lines, for `rotary explain`.
