@@ -224,6 +224,28 @@ mod tests {
     }
 
     #[test]
+    fn old_ids_of_folded_scenarios_still_resolve() {
+        let c = Catalogue::load(&default_dir()).unwrap_or_else(|e| panic!("{e}"));
+        let s = c.get("oauth.401-storm").map(|s| s.id.as_str());
+        assert_eq!(s, Some("concurrency.401-storm@oauth"));
+        let sel = Selection {
+            globs: vec!["oauth.401-storm".to_owned()],
+            ..Selection::default()
+        };
+        let picked: Vec<&str> = c.select(&sel).unwrap().iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(picked, ["concurrency.401-storm@oauth"]);
+        let w = c.alias_warnings(["oauth.401-storm", "concurrency.401-storm"]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("concurrency.401-storm@oauth"), "{w:?}");
+        assert!(c.names().contains(&"oauth.401-storm"));
+        // Both cases of a file that holds for both mechanisms, the legacy one under the bare id.
+        assert!(
+            c.get("concurrency.401-storm")
+                .is_some_and(|s| s.auth == crate::Auth::Legacy)
+        );
+    }
+
+    #[test]
     fn a_glob_that_matches_nothing_is_an_error() {
         let c = Catalogue::load(&default_dir()).unwrap_or_else(|e| panic!("{e}"));
         let sel = Selection {

@@ -116,6 +116,10 @@ mod tests {
         assert!(!e.lists("login.y"));
         assert_eq!(e.reason("faults.a"), Some("flaky server"));
         assert_eq!(e.unmatched(["login.x"]), vec!["line 2: faults.*".to_owned()]);
+        // A case is listed by its id or by an old id (alias).
+        assert!(e.lists_case("concurrency.x@oauth", &["login.x".to_owned()]));
+        assert!(!e.lists_case("concurrency.x@oauth", &[]));
+        assert_eq!(e.patterns().collect::<Vec<_>>(), ["faults.*", "login.x"]);
         let err = Expectations::parse("a b\n", "f").unwrap_err().to_string();
         assert_eq!(
             err,

@@ -101,7 +101,13 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
     }
     let width = picked.iter().map(|s| s.id.len()).max().unwrap_or(10);
     for s in &picked {
-        println!("{:<width$}  {:<6}  {:<6}  {}", s.id, s.auth.name(), s.level.name(), s.title);
+        println!(
+            "{:<width$}  {:<6}  {:<6}  {}",
+            s.id,
+            s.auth.name(),
+            s.level.name(),
+            s.title
+        );
     }
     let count = |l| picked.iter().filter(|s| s.level == l).count();
     let files = picked

@@ -115,7 +115,10 @@ pub(super) fn adapt(raw: &ScenarioFile, auth: Auth) -> Result<ScenarioFile, Adap
             Some("login") => login_left = true,
             Some("restore") if explicit.is_none() => {
                 if step.get("refresh_token").and_then(toml::Value::as_bool) == Some(false) {
-                    return Err(refuse(field, "a session without a refresh token has no OAuth case"));
+                    return Err(refuse(
+                        field,
+                        "a session without a refresh token has no OAuth case",
+                    ));
                 }
                 step.insert("auth".to_owned(), "oauth".into());
             }
@@ -126,10 +129,16 @@ pub(super) fn adapt(raw: &ScenarioFile, auth: Auth) -> Result<ScenarioFile, Adap
         let name = str_of(check, "check").unwrap_or("");
         let field = format!("expect {} ({name})", i + 1);
         if name == "login_requested_refresh" {
-            return Err(refuse(field, "judges the password login, which the OAuth case has not"));
+            return Err(refuse(
+                field,
+                "judges the password login, which the OAuth case has not",
+            ));
         }
         if name == "request_count" && matches!(str_of(check, "endpoint"), Some("login" | "register")) {
-            return Err(refuse(field, "counts password logins, which the OAuth case has not"));
+            return Err(refuse(
+                field,
+                "counts password logins, which the OAuth case has not",
+            ));
         }
     }
     let mut needs = Vec::new();

@@ -140,7 +140,11 @@ impl Scenario {
         let raw = parse::parse(text, file)?;
         let listed = raw.auth.clone().unwrap_or_else(|| vec![Auth::Legacy]);
         if listed.is_empty() {
-            return Err(parse::err(file, "auth", "name at least one mechanism: \"legacy\", \"oauth\""));
+            return Err(parse::err(
+                file,
+                "auth",
+                "name at least one mechanism: \"legacy\", \"oauth\"",
+            ));
         }
         let mechanisms: Vec<Auth> = [Auth::Legacy, Auth::Oauth]
             .into_iter()
@@ -160,9 +164,8 @@ impl Scenario {
         }
         let mut cases = Vec::new();
         for &auth in &mechanisms {
-            let adapted = mechanism::adapt(&raw, auth).map_err(|e| {
-                parse::err(file, e.field, format!("the {} case: {}", auth.name(), e.message))
-            })?;
+            let adapted = mechanism::adapt(&raw, auth)
+                .map_err(|e| parse::err(file, e.field, format!("the {} case: {}", auth.name(), e.message)))?;
             let mut s = validate::validate(adapted, text, file).map_err(|mut e| {
                 if mechanisms.len() > 1 {
                     e.message = format!("the {} case: {}", auth.name(), e.message);
@@ -180,7 +183,8 @@ impl Scenario {
 
     /// Whether a name is this case's id or one of its aliases, as a glob.
     pub fn answers_to(&self, glob: &str) -> bool {
-        rotary_server::glob_match(glob, &self.id) || self.aliases.iter().any(|a| rotary_server::glob_match(glob, a))
+        rotary_server::glob_match(glob, &self.id)
+            || self.aliases.iter().any(|a| rotary_server::glob_match(glob, a))
     }
 
     /// Whether a tag (or the id's prefix) matches.
@@ -297,5 +301,87 @@ step = "storm"
         assert!(m.contains("colour"), "{m}");
         let m = message("[[step]]\ndo = \"send\"\n[[expect]]\ncheck = \"no_logout\"\n");
         assert!(m.contains("room \"main\""), "{m}");
+    }
+
+    #[test]
+    fn a_file_for_both_mechanisms_is_two_cases() {
+        let text = r#"
+id = "x.y"
+title = "t"
+level = "must"
+requirement = "r"
+needs = ["login", "whoami", "legacy-refresh"]
+auth = ["oauth", "legacy"]
+aliases = { oauth = ["oauth.y"] }
+[server]
+profile = "synapse"
+refreshable_access_token_lifetime = "3s"
+[[fault]]
+endpoint = "refresh"
+nth = 1
+action = { kind = "reset" }
+[[step]]
+do = "login"
+[[step]]
+do = "whoami"
+[[expect]]
+check = "refresh_count"
+exactly = 1
+"#;
+        let cases = Scenario::cases_from_toml(text, Path::new("scenarios/x.y.toml")).unwrap();
+        let ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["x.y", "x.y@oauth"]);
+        let (legacy, oauth) = (&cases[0], &cases[1]);
+        assert_eq!(legacy.needs, ["login", "whoami", "legacy-refresh"]);
+        assert_eq!(oauth.needs, ["restore", "whoami", "oauth-refresh"]);
+        assert_eq!(legacy.server.profile, rotary_server::Profile::Synapse);
+        assert_eq!(oauth.server.profile, rotary_server::Profile::OAuthSpec);
+        assert_eq!(
+            oauth.server.refreshable_access_token_lifetime,
+            legacy.server.refreshable_access_token_lifetime
+        );
+        assert_eq!(oauth.steps[0].action.name(), "restore");
+        assert!(legacy.aliases.is_empty());
+        assert_eq!(oauth.aliases, ["oauth.y"]);
+        assert!(oauth.answers_to("oauth.y") && oauth.answers_to("x.*") && !legacy.answers_to("oauth.*"));
+        // `oauth_profile` picks the OAuth case's profile and is no knob of the legacy case.
+        let mas = text.replace(
+            "profile = \"synapse\"",
+            "profile = \"synapse\"\noauth_profile = \"mas\"",
+        );
+        let cases = Scenario::cases_from_toml(&mas, Path::new("scenarios/x.y.toml")).unwrap();
+        assert_eq!(cases[1].server.profile, rotary_server::Profile::Mas);
+        assert_eq!(cases[0].server.profile, rotary_server::Profile::Synapse);
+        // One mechanism: one case under the file's id.
+        let only = text
+            .replace("auth = [\"oauth\", \"legacy\"]", "auth = [\"oauth\"]")
+            .replace("aliases = { oauth = [\"oauth.y\"] }", "");
+        let cases = Scenario::cases_from_toml(&only, Path::new("scenarios/x.y.toml")).unwrap();
+        assert_eq!(cases.len(), 1);
+        assert_eq!(cases[0].id, "x.y");
+        assert_eq!(cases[0].auth, Auth::Oauth);
+    }
+
+    #[test]
+    fn what_has_no_oauth_counterpart_is_refused() {
+        let m = message(
+            "auth = [\"legacy\", \"oauth\"]\n[[step]]\ndo = \"register\"\nuser = \"bob\"\n[[expect]]\ncheck = \"no_logout\"\n",
+        );
+        assert!(
+            m.contains("step 1 (register)") && m.contains("the oauth case"),
+            "{m}"
+        );
+        let m = message(
+            "auth = [\"legacy\", \"oauth\"]\n[[step]]\ndo = \"login\"\nrefresh_token = false\n[[expect]]\ncheck = \"no_logout\"\n",
+        );
+        assert!(m.contains("without a refresh token"), "{m}");
+        let m = message(
+            "auth = [\"legacy\", \"oauth\"]\n[[step]]\ndo = \"login\"\n[[expect]]\ncheck = \"login_requested_refresh\"\n",
+        );
+        assert!(m.contains("expect 1 (login_requested_refresh)"), "{m}");
+        let m = message(
+            "auth = [\"legacy\"]\naliases = { oauth = [\"a.b\"] }\n[[step]]\ndo = \"login\"\n[[expect]]\ncheck = \"no_logout\"\n",
+        );
+        assert!(m.contains("aliases"), "{m}");
     }
 }

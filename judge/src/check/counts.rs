@@ -102,7 +102,7 @@ impl CheckKind for RequestCount {
     const FIELDS: &'static [(&'static str, &'static str)] = &[
         (
             "endpoint",
-            "the endpoint's name (`whoami`, `sync`, `send`, `login`, …)",
+            "the endpoint's name (`whoami`, `sync`, `send`, `login`, …; `refresh` counts the refreshes of either mechanism, `legacy_refresh` only `/refresh`)",
         ),
         ("status", "only responses with this status"),
         ("exactly", "this many"),

@@ -90,14 +90,6 @@ pub(crate) fn classify(reply: &Reply, bugs: Bugs) -> RefreshOutcome {
             soft_logout: false,
         };
     }
-    if status == 408 {
-        // Request Timeout: the request did not arrive whole in time (a proxy's page, usually). It
-        // says nothing about the grant, so it is not the spec's "4xx means the session is over".
-        return RefreshOutcome::Transient {
-            error,
-            retry_after: None,
-        };
-    }
     if status == 429 {
         // Rate limited, whoever said it (a Matrix-shaped body comes from a rate limiter or a proxy
         // in front of the token endpoint): wait as long as asked, then try again.
