@@ -364,9 +364,11 @@ exactly = 1
 
     #[test]
     fn what_has_no_oauth_counterpart_is_refused() {
-        let m = message(
-            "auth = [\"legacy\", \"oauth\"]\n[[step]]\ndo = \"register\"\nuser = \"bob\"\n[[expect]]\ncheck = \"no_logout\"\n",
-        );
+        let register = BASE.replace("\"send\"]", "\"send\", \"register\"]")
+            + "auth = [\"legacy\", \"oauth\"]\n[[step]]\ndo = \"register\"\nuser = \"bob\"\n[[expect]]\ncheck = \"no_logout\"\n";
+        let m = Scenario::from_toml(&register, Path::new("scenarios/x.y.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(
             m.contains("step 1 (register)") && m.contains("the oauth case"),
             "{m}"
