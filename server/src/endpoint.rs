@@ -116,12 +116,10 @@ impl Endpoint {
     }
 }
 
-/// Every name a fault rule's `endpoint` may use: the endpoints, `unknown` (unrecognised paths) and
-/// `legacy_refresh` (`/refresh` alone, where `refresh` also matches the OAuth refresh grant).
+/// Every name a fault rule's `endpoint` may use: the endpoints plus `unknown` (unrecognised paths).
 pub fn endpoint_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = Endpoint::ALL.iter().map(|e| e.name()).collect();
     v.push("unknown");
-    v.extend_from_slice(rotary_judge::refresh::EXTRA_NAMES);
     v
 }
 

@@ -231,13 +231,17 @@ impl FaultRule {
     }
 
     /// Checks the values against the endpoint names the server knows.
+    /// Besides the endpoints' names, `legacy_refresh` (`/refresh` alone) is understood.
     pub fn validate(&self, known_endpoints: &[&str]) -> Result<(), FaultError> {
+        let extra = rotary_judge::refresh::EXTRA_NAMES;
         if let Some(e) = &self.endpoint
             && !known_endpoints.contains(&e.as_str())
+            && !extra.contains(&e.as_str())
         {
             return Err(FaultError::Invalid(format!(
-                "unknown endpoint {e:?}; known: {}",
-                known_endpoints.join(", ")
+                "unknown endpoint {e:?}; known: {}, {}",
+                known_endpoints.join(", "),
+                extra.join(", ")
             )));
         }
         if self.nth == Some(0) {
@@ -468,6 +472,33 @@ mod tests {
             user_id: Some("@alice:localhost"),
             refresh_grant: false,
         }
+    }
+
+    #[test]
+    fn refresh_names_the_refresh_of_either_mechanism() {
+        let grant = |refresh_grant| RequestFacts {
+            refresh_grant,
+            ..facts("oauth_token")
+        };
+        for (name, legacy, oauth_refresh, oauth_code) in [
+            ("refresh", true, true, false),
+            ("legacy_refresh", true, false, false),
+            ("oauth_token", false, true, true),
+        ] {
+            assert_eq!(facts("refresh").endpoint_is(name), legacy, "{name} on /refresh");
+            assert_eq!(
+                grant(true).endpoint_is(name),
+                oauth_refresh,
+                "{name} on a refresh grant"
+            );
+            assert_eq!(
+                grant(false).endpoint_is(name),
+                oauth_code,
+                "{name} on another grant"
+            );
+        }
+        let rule = FaultRule::on("legacy_refresh", FaultAction::Reset);
+        assert!(rule.validate(&crate::endpoint::endpoint_names()).is_ok());
     }
 
     #[test]
