@@ -72,8 +72,12 @@ def rotary_markdown(rotary, *flags):
     return r.stdout
 
 
-def kill_set_comment(names):
+def kill_set_comment(names, oauth_names=None):
+    """The comment; a file with an OAuth case (`ID@oauth`) lists that case's kill set after
+    `@oauth:`."""
     words = ", ".join(names) if names else "none"
+    if oauth_names is not None:
+        words += "; @oauth: " + (", ".join(oauth_names) if oauth_names else "none")
     lines, line = [HEADER], "#  "
     for w in words.split(" "):
         if len(line) > 3 and len(line) + 1 + len(w) > WIDTH:
@@ -136,8 +140,10 @@ def main():
         m = KILL_SET.search(src)
         if not m or sid not in rows:
             continue
-        names = sorted(legend[i + 1] for i, x in enumerate(rows[sid]) if x == "X")
-        pages[path] = (src, src[: m.start()] + kill_set_comment(names) + src[m.end():])
+        kills = lambda row: sorted(legend[i + 1] for i, x in enumerate(row) if x == "X")
+        oauth = rows.get(f"{sid}@oauth")
+        comment = kill_set_comment(kills(rows[sid]), None if oauth is None else kills(oauth))
+        pages[path] = (src, src[: m.start()] + comment + src[m.end():])
 
     stale = [p for p, (old, new) in pages.items() if old != new]
     rel = lambda p: p.relative_to(root).as_posix()

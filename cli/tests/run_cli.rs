@@ -46,12 +46,13 @@ fn a_passing_selection_exits_0_and_writes_every_report() {
         html.to_str().expect("utf-8"),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("2 scenarios: 2 pass"), "{}", text(&o));
+    // The glob picks both cases of concurrency.401-storm (`ID` and `ID@oauth`).
+    assert!(text(&o).contains("3 scenarios: 3 pass"), "{}", text(&o));
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("json written")).expect("valid json");
     assert_eq!(report["schema"], 1);
     assert_eq!(report["driver"]["name"], "rotary-reference");
-    assert_eq!(report["scenarios"].as_array().map(Vec::len), Some(2));
+    assert_eq!(report["scenarios"].as_array().map(Vec::len), Some(3));
     let first = &report["scenarios"][0];
     for key in [
         "id",
@@ -174,10 +175,25 @@ fn list_and_explain_show_the_catalogue() {
     let scenarios = v["scenarios"].as_array().expect("scenarios");
     assert!(scenarios.len() >= 35);
     for s in scenarios {
-        for key in ["id", "title", "level", "tags", "needs"] {
+        for key in ["id", "title", "level", "tags", "needs", "auth", "mechanisms"] {
             assert!(!s[key].is_null(), "{key} missing in {s}");
         }
     }
+    // A scenario that holds for both mechanisms is two cases; the OAuth one is `ID@oauth`.
+    let oauth = scenarios
+        .iter()
+        .find(|s| s["id"] == "concurrency.401-storm@oauth")
+        .expect("the OAuth case of concurrency.401-storm");
+    assert_eq!(oauth["auth"], "oauth");
+    assert_eq!(oauth["aliases"][0], "oauth.401-storm");
+    // An old id still resolves, with a warning naming the new one.
+    let o = rotary(&["explain", "oauth.401-storm"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        text(&o).contains("now names concurrency.401-storm@oauth"),
+        "{}",
+        text(&o)
+    );
     let o = rotary(&["list", "--tag", "faults"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("faults.refresh-500"));
     let o = rotary(&["explain", "concurrency.401-storm"]);

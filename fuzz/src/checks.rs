@@ -269,6 +269,7 @@ pub fn check_rule(rule: &FaultRule) {
                 access_label: Some("at#1"),
                 refresh_label: None,
                 user_id: Some("@alice:localhost"),
+                refresh_grant: path == "/oauth2/token",
             });
         }
     }

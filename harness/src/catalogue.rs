@@ -1,7 +1,6 @@
 //! The catalogue: every scenario file of a folder, loaded, validated and selected by glob, tag and shard.
 
 use crate::scenario::{Scenario, ScenarioError};
-use rotary_server::glob_match;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -93,16 +92,20 @@ impl Catalogue {
         let mut scenarios = Vec::new();
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
         for f in files {
-            match Scenario::load(&f) {
-                Ok(s) => {
-                    if let Some(first) = seen.get(&s.id) {
-                        errors.push(ScenarioError {
-                            file: f.clone(),
-                            field: "id".to_owned(),
-                            message: format!("duplicate id {:?} (also in {})", s.id, first.display()),
-                        });
-                    } else {
-                        seen.insert(s.id.clone(), f.clone());
+            match Scenario::load_cases(&f) {
+                Ok(cases) => {
+                    for s in cases {
+                        for id in std::iter::once(&s.id).chain(&s.aliases) {
+                            if let Some(first) = seen.get(id) {
+                                errors.push(ScenarioError {
+                                    file: f.clone(),
+                                    field: "id".to_owned(),
+                                    message: format!("duplicate id {id:?} (also in {})", first.display()),
+                                });
+                            } else {
+                                seen.insert(id.clone(), f.clone());
+                            }
+                        }
                         scenarios.push(s);
                     }
                 }
@@ -117,10 +120,11 @@ impl Catalogue {
     }
 
     /// The scenarios a selection picks, in id order. Globs that match nothing are returned as
-    /// the error (a typo should not silently run nothing).
+    /// the error (a typo should not silently run nothing). A glob matches a case's id or one of
+    /// its aliases (the old id of a scenario folded into another file).
     pub fn select(&self, sel: &Selection) -> Result<Vec<&Scenario>, String> {
         for g in &sel.globs {
-            if !self.scenarios.iter().any(|s| glob_match(g, &s.id)) {
+            if !self.scenarios.iter().any(|s| s.answers_to(g)) {
                 return Err(format!("no scenario matches {g:?} (see `rotary list`)"));
             }
         }
@@ -132,7 +136,7 @@ impl Catalogue {
         let picked: Vec<&Scenario> = self
             .scenarios
             .iter()
-            .filter(|s| sel.globs.is_empty() || sel.globs.iter().any(|g| glob_match(g, &s.id)))
+            .filter(|s| sel.globs.is_empty() || sel.globs.iter().any(|g| s.answers_to(g)))
             .filter(|s| sel.tags.is_empty() || sel.tags.iter().any(|t| s.has_tag(t)))
             .collect();
         if picked.is_empty() {
@@ -153,9 +157,41 @@ impl Catalogue {
         })
     }
 
-    /// The scenario with this id.
+    /// The case with this id, or the case an alias (an old id) names.
     pub fn get(&self, id: &str) -> Option<&Scenario> {
-        self.scenarios.iter().find(|s| s.id == id)
+        self.scenarios
+            .iter()
+            .find(|s| s.id == id)
+            .or_else(|| self.scenarios.iter().find(|s| s.aliases.iter().any(|a| a == id)))
+    }
+
+    /// The case an old id now names, if `id` is an alias.
+    pub fn alias_target(&self, id: &str) -> Option<&str> {
+        self.scenarios
+            .iter()
+            .find(|s| s.aliases.iter().any(|a| a == id))
+            .map(|s| s.id.as_str())
+    }
+
+    /// Warnings for names (ids or globs given on the command line or in an `--expect` file) that
+    /// are old ids: `oauth.401-storm is now concurrency.401-storm@oauth`.
+    pub fn alias_warnings<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        names
+            .into_iter()
+            .filter_map(|n| {
+                self.alias_target(n).map(|to| {
+                    format!("{n} is an old id: it now names {to} (the same requirement); write {to}")
+                })
+            })
+            .collect()
+    }
+
+    /// Every id and alias, for checking lists of ids (`--expect` files) against the catalogue.
+    pub fn names(&self) -> Vec<&str> {
+        self.scenarios
+            .iter()
+            .flat_map(|s| std::iter::once(s.id.as_str()).chain(s.aliases.iter().map(String::as_str)))
+            .collect()
     }
 }
 
@@ -185,6 +221,28 @@ mod tests {
         assert!("0/3".parse::<Partition>().is_err());
         assert!("4/3".parse::<Partition>().is_err());
         assert_eq!("2/3".parse::<Partition>(), Ok(Partition { index: 2, count: 3 }));
+    }
+
+    #[test]
+    fn old_ids_of_folded_scenarios_still_resolve() {
+        let c = Catalogue::load(&default_dir()).unwrap_or_else(|e| panic!("{e}"));
+        let s = c.get("oauth.401-storm").map(|s| s.id.as_str());
+        assert_eq!(s, Some("concurrency.401-storm@oauth"));
+        let sel = Selection {
+            globs: vec!["oauth.401-storm".to_owned()],
+            ..Selection::default()
+        };
+        let picked: Vec<&str> = c.select(&sel).unwrap().iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(picked, ["concurrency.401-storm@oauth"]);
+        let w = c.alias_warnings(["oauth.401-storm", "concurrency.401-storm"]);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("concurrency.401-storm@oauth"), "{w:?}");
+        assert!(c.names().contains(&"oauth.401-storm"));
+        // Both cases of a file that holds for both mechanisms, the legacy one under the bare id.
+        assert!(
+            c.get("concurrency.401-storm")
+                .is_some_and(|s| s.auth == crate::Auth::Legacy)
+        );
     }
 
     #[test]

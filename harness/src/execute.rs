@@ -173,6 +173,7 @@ fn observe(ctx: &mut Ctx, steps: Vec<StepRecord>) -> (Observed, String, Vec<Tran
         room_events,
         room_sends: std::mem::take(&mut ctx.room_sends),
         devices,
+        minted: std::mem::take(&mut ctx.minted),
     };
     (observed, stderr, transcript)
 }
@@ -226,6 +227,7 @@ pub async fn run_scenario(s: &Scenario, opts: &ExecOptions) -> (ScenarioReport, 
         last_next_batch: None,
         waited: Duration::ZERO,
         facts: BTreeMap::new(),
+        minted: Vec::new(),
     };
     let mut records = Vec::new();
     let mut verdict: Option<Verdict> = None;

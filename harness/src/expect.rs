@@ -129,6 +129,25 @@ impl Expectations {
             .collect()
     }
 
+    /// The patterns, in file order.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(p, _, _)| p.as_str())
+    }
+
+    /// Whether a case is listed, by its id or by one of its aliases (old ids).
+    pub fn lists_case(&self, id: &str, aliases: &[String]) -> bool {
+        self.lists(id) || aliases.iter().any(|a| self.lists(a))
+    }
+
+    /// What the list expects of a case, by its id or, failing that, by one of its old ids.
+    pub fn expected_case(&self, id: &str, aliases: &[String]) -> Expected {
+        std::iter::once(id)
+            .chain(aliases.iter().map(String::as_str))
+            .map(|i| self.expected(i))
+            .find(|e| *e != Expected::Pass)
+            .unwrap_or(Expected::Pass)
+    }
+
     /// Whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -150,6 +169,15 @@ mod tests {
         assert_eq!(e.expected("faults.a"), Expected::Flaky);
         assert_eq!(e.expected("login.x"), Expected::Failure);
         assert_eq!(e.expected("login.y"), Expected::Pass);
+        // A case is listed by its id or by an old id (alias).
+        assert!(e.lists_case("concurrency.x@oauth", &["login.x".to_owned()]));
+        assert!(!e.lists_case("concurrency.x@oauth", &[]));
+        assert_eq!(
+            e.expected_case("concurrency.x@oauth", &["faults.y".to_owned()]),
+            Expected::Flaky
+        );
+        assert_eq!(e.expected_case("concurrency.x@oauth", &[]), Expected::Pass);
+        assert_eq!(e.patterns().collect::<Vec<_>>(), ["faults.*", "login.x"]);
         let err = Expectations::parse("a b\n", "f").unwrap_err().to_string();
         assert_eq!(
             err,

@@ -107,7 +107,7 @@ pub async fn run_scenarios(
             let s = s.clone();
             let opts = opts.clone();
             let on_done = Arc::clone(&on_done);
-            let expected = cfg.expectations.expected(&s.id);
+            let expected = cfg.expectations.expected_case(&s.id, &s.aliases);
             // Taken here, in queue order, so runs start in that order (tasks are not polled in
             // spawn order).
             let permit = Arc::clone(&permits).acquire_owned().await;

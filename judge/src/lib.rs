@@ -21,9 +21,12 @@ pub mod label;
 pub mod level;
 pub mod live;
 pub mod observed;
+pub mod refresh;
 pub mod trace;
 
 pub use check::{Check, CheckKind, CheckResult, Shape, StepShape};
 pub use level::Level;
-pub use observed::{CallError, NotificationRecord, Observed, SessionView, StepOutcome, StepRecord};
+pub use observed::{
+    CallError, MintedSession, NotificationRecord, Observed, SessionView, StepOutcome, StepRecord,
+};
 pub use trace::{AccessState, Delivery, FiredFault, IssuedLabels, RefreshState, TokenView, TraceEntry};

@@ -145,6 +145,20 @@ pub struct Observed {
     pub room_sends: BTreeMap<String, Vec<StepOutcome>>,
     /// Devices per user at the end.
     pub devices: BTreeMap<String, usize>,
+    /// Sessions the harness minted and handed to the client (`restore`), which the trace does not
+    /// show: "the login" of a minted session.
+    pub minted: Vec<MintedSession>,
+}
+
+/// A session the harness minted on the server (not a request, so not in the trace).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MintedSession {
+    /// When, in trace time.
+    pub t_ms: i64,
+    /// Its device.
+    pub device_id: Option<String>,
+    /// What it holds (labels, expiry in trace time).
+    pub issued: crate::trace::IssuedLabels,
 }
 
 #[cfg(test)]

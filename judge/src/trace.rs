@@ -195,13 +195,18 @@ impl TraceEntry {
     /// Whether this request is a refresh: a legacy `/refresh`, or the OAuth token endpoint with
     /// `grant_type=refresh_token`.
     pub fn is_refresh(&self) -> bool {
-        match self.endpoint.as_ref() {
-            "refresh" => true,
-            "oauth_token" => {
-                self.flags.get("grant_type").and_then(serde_json::Value::as_str) == Some("refresh_token")
-            }
-            _ => false,
-        }
+        crate::refresh::is_refresh(&self.endpoint, self.grant_type())
+    }
+
+    /// Whether an endpoint name as a check or fault rule gives it names this request
+    /// ([`crate::refresh::endpoint_matches`]: `refresh` matches a refresh of either mechanism).
+    pub fn endpoint_is(&self, name: &str) -> bool {
+        crate::refresh::endpoint_matches(name, &self.endpoint, self.grant_type())
+    }
+
+    /// The OAuth `grant_type` the request carried, if any.
+    pub fn grant_type(&self) -> Option<&str> {
+        self.flags.get("grant_type").and_then(serde_json::Value::as_str)
     }
 }
 

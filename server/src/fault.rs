@@ -133,7 +133,9 @@ pub struct FaultRule {
     /// A name to find it by in the trace.
     #[serde(default)]
     pub name: Option<String>,
-    /// Endpoint name, e.g. `refresh`, `whoami`, `sync`, `send`.
+    /// Endpoint name, e.g. `refresh`, `whoami`, `sync`, `send`. `refresh` is mechanism-neutral: it
+    /// matches the legacy `/refresh` and the OAuth token endpoint's `grant_type=refresh_token`
+    /// (see [`rotary_judge::refresh`]); `legacy_refresh` and `oauth_token` name one of them exactly.
     #[serde(default)]
     pub endpoint: Option<String>,
     /// HTTP method, e.g. `POST`.
@@ -229,13 +231,17 @@ impl FaultRule {
     }
 
     /// Checks the values against the endpoint names the server knows.
+    /// Besides the endpoints' names, `legacy_refresh` (`/refresh` alone) is understood.
     pub fn validate(&self, known_endpoints: &[&str]) -> Result<(), FaultError> {
+        let extra = rotary_judge::refresh::EXTRA_NAMES;
         if let Some(e) = &self.endpoint
             && !known_endpoints.contains(&e.as_str())
+            && !extra.contains(&e.as_str())
         {
             return Err(FaultError::Invalid(format!(
-                "unknown endpoint {e:?}; known: {}",
-                known_endpoints.join(", ")
+                "unknown endpoint {e:?}; known: {}, {}",
+                known_endpoints.join(", "),
+                extra.join(", ")
             )));
         }
         if self.nth == Some(0) {
@@ -297,6 +303,18 @@ pub struct RequestFacts<'a> {
     pub refresh_label: Option<&'a str>,
     /// Owner of the presented token.
     pub user_id: Option<&'a str>,
+    /// Whether the request is an OAuth `grant_type=refresh_token` request (which the neutral
+    /// endpoint name `refresh` matches too).
+    pub refresh_grant: bool,
+}
+
+impl RequestFacts<'_> {
+    /// Whether a rule's `endpoint` names this request: its own name, `refresh` for a refresh of
+    /// either mechanism, `legacy_refresh` for `/refresh` alone ([`rotary_judge::refresh`]).
+    pub fn endpoint_is(&self, name: &str) -> bool {
+        let grant = self.refresh_grant.then_some("refresh_token");
+        rotary_judge::refresh::endpoint_matches(name, self.endpoint, grant)
+    }
 }
 
 #[derive(Debug)]
@@ -411,7 +429,7 @@ impl FaultSet {
         let mut winner = None;
         for active in &mut self.rules {
             let r = &active.rule;
-            let predicate = r.endpoint.as_deref().is_none_or(|e| e == req.endpoint)
+            let predicate = r.endpoint.as_deref().is_none_or(|e| req.endpoint_is(e))
                 && r.method
                     .as_deref()
                     .is_none_or(|m| m.eq_ignore_ascii_case(req.method))
@@ -452,7 +470,35 @@ mod tests {
             access_label: None,
             refresh_label: Some("rt#1"),
             user_id: Some("@alice:localhost"),
+            refresh_grant: false,
         }
+    }
+
+    #[test]
+    fn refresh_names_the_refresh_of_either_mechanism() {
+        let grant = |refresh_grant| RequestFacts {
+            refresh_grant,
+            ..facts("oauth_token")
+        };
+        for (name, legacy, oauth_refresh, oauth_code) in [
+            ("refresh", true, true, false),
+            ("legacy_refresh", true, false, false),
+            ("oauth_token", false, true, true),
+        ] {
+            assert_eq!(facts("refresh").endpoint_is(name), legacy, "{name} on /refresh");
+            assert_eq!(
+                grant(true).endpoint_is(name),
+                oauth_refresh,
+                "{name} on a refresh grant"
+            );
+            assert_eq!(
+                grant(false).endpoint_is(name),
+                oauth_code,
+                "{name} on another grant"
+            );
+        }
+        let rule = FaultRule::on("legacy_refresh", FaultAction::Reset);
+        assert!(rule.validate(&crate::endpoint::endpoint_names()).is_ok());
     }
 
     #[test]

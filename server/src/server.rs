@@ -421,6 +421,16 @@ impl MockHomeserver {
         self.core.clock.now_ms()
     }
 
+    /// The trace's time now (ms since the trace began, as entries' `t_ms`).
+    pub fn trace_now_ms(&self) -> i64 {
+        self.core.trace_time()
+    }
+
+    /// A server-clock instant (ms since the epoch) in trace time.
+    pub fn to_trace_time(&self, epoch_ms: i64) -> i64 {
+        self.core.to_trace_time(epoch_ms)
+    }
+
     /// Creates a user; returns the full user id.
     pub fn add_user(&self, user: &str, password: &str) -> Result<String, OpError> {
         self.core.add_user(user, password)

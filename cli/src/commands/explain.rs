@@ -38,10 +38,16 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<()> {
             }
         );
     };
+    for w in catalogue.alias_warnings([args.id.as_str()]) {
+        eprintln!("rotary: warning: {w}");
+    }
     println!("{} — {}", s.id, s.title);
+    let mechanisms: Vec<&str> = s.mechanisms.iter().map(|m| m.name()).collect();
     println!(
-        "level: {}   tags: {}   needs: {}",
+        "level: {}   auth: {} (this case; the file holds for {})   tags: {}   needs: {}",
         s.level.name(),
+        s.auth.name(),
+        mechanisms.join(", "),
         s.tags.join(", "),
         s.needs.join(", ")
     );

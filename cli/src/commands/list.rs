@@ -9,7 +9,8 @@ use serde_json::json;
 /// Flags of `rotary list`.
 #[derive(Debug, Clone, Args)]
 pub struct ListArgs {
-    /// Print `{"scenarios": [{"id", "title", "level", "tags", "needs"}, …]}`.
+    /// Print `{"scenarios": [{"id", "title", "level", "tags", "needs", "auth", …}, …]}`: one entry
+    /// per case (`auth` is its mechanism, `mechanisms` all of its file's).
     #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
     /// Print a Markdown table (id, level, title) for documentation.
@@ -46,6 +47,12 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
             partition: None,
         })
         .map_err(anyhow::Error::msg)?;
+    for w in catalogue.alias_warnings(args.ids.iter().map(String::as_str)) {
+        eprintln!("rotary: warning: {w}");
+    }
+    let names = |s: &rotary_harness::Scenario| -> Vec<&'static str> {
+        s.mechanisms.iter().map(|m| m.name()).collect()
+    };
     if args.json {
         let items: Vec<_> = picked
             .iter()
@@ -56,6 +63,10 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
                     "level": s.level,
                     "tags": s.tags,
                     "needs": s.needs,
+                    "auth": s.auth.name(),
+                    "mechanisms": names(s),
+                    "file_id": s.file_id,
+                    "aliases": s.aliases,
                     "requirement": s.requirement,
                     "references": s.references,
                 })
@@ -65,12 +76,23 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     if args.markdown {
-        println!("| id | level | title |");
-        println!("|---|---|---|");
-        for s in &picked {
+        // One row per file: its mechanisms are its cases (`ID`, `ID@oauth`).
+        println!("| id | auth | level | title |");
+        println!("|---|---|---|---|");
+        for s in picked.iter().filter(|s| s.id == s.file_id) {
+            let mut auth = names(s).join(", ");
+            let aliases: Vec<String> = picked
+                .iter()
+                .filter(|c| c.file_id == s.file_id)
+                .flat_map(|c| c.aliases.iter().map(|a| format!("`{a}`")))
+                .collect();
+            if !aliases.is_empty() {
+                auth.push_str(&format!(" (was {})", aliases.join(", ")));
+            }
             println!(
-                "| `{}` | {} | {} |",
+                "| `{}` | {} | {} | {} |",
                 s.id,
+                auth,
                 s.level.name(),
                 s.title.replace('|', "\\|")
             );
@@ -79,11 +101,22 @@ pub fn list(args: &ListArgs) -> anyhow::Result<()> {
     }
     let width = picked.iter().map(|s| s.id.len()).max().unwrap_or(10);
     for s in &picked {
-        println!("{:<width$}  {:<6}  {}", s.id, s.level.name(), s.title);
+        println!(
+            "{:<width$}  {:<6}  {:<6}  {}",
+            s.id,
+            s.auth.name(),
+            s.level.name(),
+            s.title
+        );
     }
     let count = |l| picked.iter().filter(|s| s.level == l).count();
+    let files = picked
+        .iter()
+        .map(|s| s.file_id.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     println!(
-        "\n{} scenarios ({} must, {} should, {} info). `rotary explain <id>` shows one.",
+        "\n{} cases from {files} scenario files ({} must, {} should, {} info). `rotary explain <id>` shows one.",
         picked.len(),
         count(Level::Must),
         count(Level::Should),

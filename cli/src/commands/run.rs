@@ -90,6 +90,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         tags: args.tags.clone(),
         partition: args.partition,
     };
+    for w in catalogue.alias_warnings(args.ids.iter().map(String::as_str)) {
+        eprintln!("rotary: warning: {w}");
+    }
     let mut picked: Vec<_> = catalogue
         .select(&selection)
         .map_err(anyhow::Error::msg)?
@@ -103,7 +106,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         // behaviour (tagged with its name: `profiles.mas`, `lost-response.refresh-mas`) when the
         // config starts from another profile.
         let why = |s: &rotary_harness::Scenario| -> Option<&'static str> {
-            if (s.id.starts_with("oauth.") || s.has_tag("oauth")) && !base.oauth {
+            if (s.id.starts_with("oauth.") || s.has_tag("oauth") || s.auth == rotary_harness::Auth::Oauth)
+                && !base.oauth
+            {
                 Some("the config does not serve the OAuth 2.0 API")
             } else if s.server.profile != base.profile && s.has_tag(s.server.profile.name()) {
                 Some("they are about another profile's behaviour")
@@ -136,9 +141,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let expect = match &args.expect {
         Some(p) => {
             let e = Expectations::load(p)?;
-            let stale = e.unmatched(catalogue.scenarios.iter().map(|s| s.id.as_str()));
+            let stale = e.unmatched(catalogue.names());
             for line in stale {
                 eprintln!("rotary: warning: {}: {line} matches no scenario", p.display());
+            }
+            for w in catalogue.alias_warnings(e.patterns()) {
+                eprintln!("rotary: warning: {}: {w}", p.display());
             }
             e
         }

@@ -3,12 +3,14 @@
 
 use super::ScenarioError;
 use crate::record::Level;
+use crate::steps::Auth;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// A scenario file as written, before validation.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ScenarioFile {
     pub id: String,
@@ -21,6 +23,12 @@ pub(super) struct ScenarioFile {
     pub tags: Vec<String>,
     #[serde(default)]
     pub needs: Vec<String>,
+    /// The mechanisms the requirement holds for (default: legacy alone).
+    #[serde(default)]
+    pub auth: Option<Vec<Auth>>,
+    /// Old ids that now name one of this file's cases, by mechanism (`oauth = ["oauth.x"]`).
+    #[serde(default)]
+    pub aliases: BTreeMap<String, Vec<String>>,
     #[serde(default, with = "rotary_judge::duration::optional")]
     pub timeout: Option<Duration>,
     #[serde(default, with = "rotary_judge::duration::optional")]

@@ -129,7 +129,11 @@ pub(super) fn validate(raw: ScenarioFile, text: &str, file: &Path) -> Result<Sce
     }
     Ok(Scenario {
         file: file.to_owned(),
+        file_id: raw.id.clone(),
         id: raw.id,
+        auth: crate::steps::Auth::Legacy,
+        mechanisms: vec![crate::steps::Auth::Legacy],
+        aliases: Vec::new(),
         title: raw.title,
         level: raw.level,
         requirement: raw.requirement.trim().to_owned(),

@@ -209,6 +209,22 @@ impl StepKind for Restore {
         if self.expired {
             let _ = ctx.server.expire_session(&self.user, &issued.device_id);
         }
+        // What the client is told of the session: no expiry when it is omitted or the token was
+        // expired first (an expiry the client never heard of is not a known one).
+        let told_expiry = !self.omit_expiry && !self.expired;
+        ctx.minted.push(rotary_judge::MintedSession {
+            t_ms: ctx.server.trace_now_ms(),
+            device_id: Some(issued.device_id.clone()),
+            issued: rotary_judge::trace::IssuedLabels {
+                access_token: Some(issued.access_label.clone()),
+                refresh_token: issued.refresh_label.clone(),
+                expires_in_ms: issued.expires_in_ms(ctx.server.now_ms()).filter(|_| told_expiry),
+                expires_at_ms: issued
+                    .valid_until_ms
+                    .filter(|_| told_expiry)
+                    .map(|v| ctx.server.to_trace_time(v)),
+            },
+        });
         let mut session = json!({
             "auth": self.auth.name(),
             "user_id": issued.user_id,

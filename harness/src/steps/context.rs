@@ -65,6 +65,8 @@ pub struct Ctx {
     pub waited: Duration,
     /// Extra facts for the report.
     pub facts: BTreeMap<String, String>,
+    /// Sessions minted for `restore` steps (the checks' "login" of a restored session).
+    pub minted: Vec<rotary_judge::MintedSession>,
 }
 
 /// Turns a JSON-RPC error answer into the record's form.

@@ -102,7 +102,7 @@ impl CheckKind for RequestCount {
     const FIELDS: &'static [(&'static str, &'static str)] = &[
         (
             "endpoint",
-            "the endpoint's name (`whoami`, `sync`, `send`, `login`, …)",
+            "the endpoint's name (`whoami`, `sync`, `send`, `login`, …; `refresh` counts the refreshes of either mechanism, `legacy_refresh` only `/refresh`)",
         ),
         ("status", "only responses with this status"),
         ("exactly", "this many"),
@@ -122,7 +122,7 @@ impl CheckKind for RequestCount {
         let m: Vec<&TraceEntry> = obs
             .trace
             .iter()
-            .filter(|e| e.endpoint == self.endpoint.as_str() && in_window(obs, self.window, e))
+            .filter(|e| e.endpoint_is(&self.endpoint) && in_window(obs, self.window, e))
             .filter(|e| self.status.is_none_or(|s| e.status == Some(s)))
             .collect();
         let (endpoint, window) = (&self.endpoint, window_text(self.window));

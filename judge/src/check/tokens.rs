@@ -140,14 +140,19 @@ impl CheckKind for PreemptiveRefresh {
             .iter()
             .filter(|e| e.is_refresh() && e.status == Some(200))
         {
-            let held = delivered_before(&obs.trace, e)
-                .filter(|i| i.issued.as_ref().is_some_and(|x| x.access_token.is_some()))
-                .max_by_key(|i| {
-                    i.issued
-                        .as_ref()
-                        .and_then(|x| x.access_token.as_deref().and_then(label_number))
-                });
-            let Some(expiry) = held.and_then(|i| i.issued.as_ref().and_then(|x| x.expires_at_ms)) else {
+            // The newest access token the client held: issued by a delivered response, or minted
+            // by the harness (a restored session) before the refresh.
+            let from_trace = delivered_before(&obs.trace, e).filter_map(|i| i.issued.as_deref());
+            let from_mint = obs
+                .minted
+                .iter()
+                .filter(|m| m.t_ms <= e.t_ms && (e.device_id.is_none() || m.device_id == e.device_id))
+                .map(|m| &m.issued);
+            let held = from_trace
+                .chain(from_mint)
+                .filter(|x| x.access_token.is_some())
+                .max_by_key(|x| x.access_token.as_deref().and_then(label_number));
+            let Some(expiry) = held.and_then(|x| x.expires_at_ms) else {
                 continue;
             };
             let margin = expiry - e.t_ms;

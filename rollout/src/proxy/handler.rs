@@ -222,6 +222,8 @@ pub async fn handle(
             access_label: access_seen.as_ref().map(|a| a.view.label.as_str()),
             refresh_label: refresh_seen.as_ref().map(|r| r.view.label.as_str()),
             user_id: entry.user_id.as_deref(),
+            refresh_grant: endpoint == "oauth_token"
+                && entry.flags.get("grant_type").and_then(|g| g.as_str()) == Some("refresh_token"),
         };
         shared.lock_faults().decide(&facts)
     };

@@ -652,6 +652,8 @@ where
                     .filter(|l| *l != "rt#?")
                     .or_else(|| revoked_label.as_deref().filter(|l| l.starts_with("rt#"))),
                 user_id: owner.as_ref().map(|o| &*o.user_id),
+                refresh_grant: endpoint_name == "oauth_token"
+                    && flags.get("grant_type").and_then(Value::as_str) == Some("refresh_token"),
             })
         }
     };
