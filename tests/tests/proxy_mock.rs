@@ -11,7 +11,6 @@ use rotary_judge::{AccessState, Delivery, RefreshState};
 use rotary_rollout::proxy::{Proxy, RunningProxy};
 use rotary_server::{FaultAction, FaultRule, MockHomeserver};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 async fn mock(lifetime: Duration) -> MockHomeserver {
@@ -375,40 +374,12 @@ async fn kill_matrix_against_the_mock() {
 }
 
 /// Asserts the kill matrix: no `must` violation for the correct sessions, at least one violation
-/// for every switched session.
+/// for every required switch.
 pub fn check_matrix(
     sessions: &[(String, Option<rotary_reference::Bug>)],
     report: &rotary_rollout::ProxyReport,
 ) {
-    let mut table = String::new();
-    let mut missed = Vec::new();
-    for (user, bug) in sessions {
-        let found: BTreeSet<String> = report
-            .violations
-            .iter()
-            .filter(|v| {
-                v.user
-                    .as_deref()
-                    .is_some_and(|u| u.starts_with(&format!("@{user}:")))
-            })
-            .filter(|v| bug.is_some() || v.level == rotary_judge::Level::Must)
-            .map(|v| format!("{} ({})", v.id, v.level))
-            .collect();
-        table.push_str(&format!("{user}: {found:?}\n"));
-        match bug {
-            None => assert!(
-                found.is_empty(),
-                "the correct client broke must invariants: {found:?}\n{table}\n{:#?}",
-                report
-                    .violations
-                    .iter()
-                    .filter(|v| v.user.as_deref().is_some_and(|u| u.contains(user.as_str())))
-                    .collect::<Vec<_>>()
-            ),
-            Some(b) if found.is_empty() && proxy_common::required(*b) => missed.push(user.clone()),
-            Some(_) => {}
-        }
-    }
+    let (table, missed) = proxy_common::judge_matrix(sessions, report);
     eprintln!("proxy kill matrix:\n{table}");
     assert!(
         missed.is_empty(),

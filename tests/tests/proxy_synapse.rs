@@ -11,7 +11,6 @@ use proxy_common::Synapse;
 use rotary_judge::{AccessState, RefreshState};
 use rotary_rollout::proxy::Proxy;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn free_port() -> u16 {
@@ -170,31 +169,7 @@ async fn matrix_once(upstream: &str, prefix: &str, run_for: Duration) -> MatrixO
     let proxy = b.start().await.expect("proxy");
     let sessions = proxy_common::run_matrix(&proxy, upstream, prefix, run_for).await;
     let report = proxy.finish().await;
-    let mut table = String::new();
-    let mut missed = Vec::new();
-    for (user, bug) in &sessions {
-        let found: BTreeSet<String> = report
-            .violations
-            .iter()
-            .filter(|v| {
-                v.user
-                    .as_deref()
-                    .is_some_and(|u| u.starts_with(&format!("@{user}:")))
-            })
-            .filter(|v| bug.is_some() || v.level == rotary_judge::Level::Must)
-            .map(|v| format!("{} ({})", v.id, v.level))
-            .collect();
-        table.push_str(&format!("{user}: {found:?}\n"));
-        match bug {
-            None => assert!(
-                found.is_empty(),
-                "the correct client broke must invariants:\n{table}\n{:#?}",
-                report.violations
-            ),
-            Some(b) if found.is_empty() && proxy_common::required(*b) => missed.push(user.clone()),
-            Some(_) => {}
-        }
-    }
+    let (table, missed) = proxy_common::judge_matrix(&sessions, &report);
     eprintln!(
         "proxy kill matrix against Synapse ({} requests, {} refreshes, {} faults fired, {run_for:?}):\n{table}",
         report.totals.requests, report.totals.refreshes, report.totals.faults_fired

@@ -277,6 +277,43 @@ pub async fn run_matrix(
     sessions
 }
 
+/// Judges a kill-matrix run: each session's violations (every level for a switched session,
+/// `must` only for a correct one) as a printable table, and the required switches that broke
+/// nothing. Panics when a correct session broke a `must` invariant.
+pub fn judge_matrix(
+    sessions: &[(String, Option<Bug>)],
+    report: &rotary_rollout::ProxyReport,
+) -> (String, Vec<String>) {
+    let mut table = String::new();
+    let mut missed = Vec::new();
+    for (user, bug) in sessions {
+        let prefix = format!("@{user}:");
+        let mine = |u: Option<&str>| u.is_some_and(|u| u.starts_with(&prefix));
+        let found: std::collections::BTreeSet<String> = report
+            .violations
+            .iter()
+            .filter(|v| mine(v.user.as_deref()))
+            .filter(|v| bug.is_some() || v.level == rotary_judge::Level::Must)
+            .map(|v| format!("{} ({})", v.id, v.level))
+            .collect();
+        table.push_str(&format!("{user}: {found:?}\n"));
+        match bug {
+            None => assert!(
+                found.is_empty(),
+                "the correct client broke must invariants: {found:?}\n{table}\n{:#?}",
+                report
+                    .violations
+                    .iter()
+                    .filter(|v| mine(v.user.as_deref()))
+                    .collect::<Vec<_>>()
+            ),
+            Some(b) if found.is_empty() && required(*b) => missed.push(user.clone()),
+            Some(_) => {}
+        }
+    }
+    (table, missed)
+}
+
 /// A real Synapse on loopback, from PyPI, with a 3 s refreshable access-token lifetime; stopped
 /// when dropped. `None` (and a message) where it cannot be installed or started.
 pub struct Synapse {
