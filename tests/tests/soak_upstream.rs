@@ -83,11 +83,11 @@ fn assert_correct(o: &SoakOutcome) {
     assert!(o.report.metric("refresh.count") > 0.0, "{text}");
     assert!(o.report.metric("messages.seen") > 0.0, "{text}");
     assert!(o.report.metric("revocations") >= 1.0, "{text}");
-    // Revoked sessions were refused by the real server and logged out: not lost.
-    assert!(
-        o.report.metric("logouts") >= o.report.metric("revocations"),
-        "{text}"
-    );
+    // Revoked sessions are refused by the real server and log out, and those logouts are not
+    // lost sessions (`passed` holds `sessions.lost == 0`). A revocation late in the run may meet a
+    // session that sends nothing more before the end (suspended, or slow on a loaded machine):
+    // `sessions.zombie` judges those; here at least one revocation must have been heeded.
+    assert!(o.report.metric("logouts") >= 1.0, "{text}");
 }
 
 fn assert_caught(outcomes: &[SoakOutcome]) {
